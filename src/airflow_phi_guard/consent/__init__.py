@@ -1,0 +1,1 @@
+"""Consent registries and the rules that admit a record for a purpose."""

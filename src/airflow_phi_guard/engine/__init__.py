@@ -1,0 +1,1 @@
+"""The plan (what happens to each column) and the executor that carries it out."""

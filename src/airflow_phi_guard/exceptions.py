@@ -1,0 +1,103 @@
+"""The errors of airflow-phi-guard: a policy file problem, a refusal by the policy, or a failed check.
+
+The hierarchy is free of Airflow so that the CLI and the tests use it as it is; the operators decide, in
+one place, that a refusal fails a task without retry. No message ever carries a cell value, a row or a
+subject id: only file names, keys, line numbers, column names, identifier letters and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MAX_NAMED = 10
+
+
+def name_some(names: Iterable[str], limit: int = MAX_NAMED) -> str:
+    """Join at most ``limit`` names for a message, with a count of the rest.
+
+    :param names: column names, rule ids or other non-sensitive labels.
+    :param limit: how many to name before summarising the rest as a count.
+    """
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    rest = len(names) - limit
+    return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+class PhiGuardError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class PolicyError(PhiGuardError, ValueError):
+    """A policy file that cannot be used: unreadable, not YAML, an unknown key, a bad value.
+
+    :param file: the policy file.
+    :param key: the dotted path of the offending key, or None for the whole file.
+    :param line: the 1-based line of that key in the file, or None when unknown.
+    :param problem: what is wrong, and what to do about it.
+    """
+
+    def __init__(self, file: str, key: str | None, line: int | None, problem: str) -> None:
+        self.file = file
+        self.key = key
+        self.line = line
+        self.problem = problem
+        where = file if line is None else f"{file}:{line}"
+        subject = f"key '{key}'" if key else "policy"
+        super().__init__(f"{where}: {subject}: {problem}")
+
+
+class PolicyViolationError(PhiGuardError):
+    """The policy refused the data: nothing was published.
+
+    :param refusals: one reason per violated rule, naming columns and identifier letters, never values.
+    :param report_path: where the full governance report was written, if it was.
+    """
+
+    def __init__(self, refusals: list[str], report_path: str | None = None) -> None:
+        self.refusals = list(refusals)
+        self.report_path = report_path
+        message = "policy refused the data, nothing was published: " + "; ".join(self.refusals)
+        if report_path:
+            message += f" (full report: {report_path})"
+        super().__init__(message)
+
+
+class UndeclaredColumnsError(PolicyViolationError):
+    """The input has columns that the policy's allowlist does not declare."""
+
+
+class SubjectColumnMissingError(PolicyViolationError):
+    """The input lacks the column that names the individual, so consent cannot be checked."""
+
+
+class TreatmentNotApplicableError(PolicyViolationError):
+    """A treatment cannot be applied to a column: wrong type, unparsable values, or no key."""
+
+
+class ResidualPhiError(PolicyViolationError):
+    """Values of a kept column still contain identifiers."""
+
+
+class ConsentRegistryError(PolicyViolationError):
+    """The consent registry is missing, unreadable or malformed, so no record can be admitted."""
+
+
+class PseudonymKeyError(PolicyViolationError):
+    """A ``pseudonymize`` treatment was asked for, but no pseudonym key was provided."""
+
+
+class InvalidValuesError(PhiGuardError, ValueError):
+    """Values that a treatment cannot read, such as text that is not a date in a date column.
+
+    Raised by the treatments, which do not know column names; the engine turns it into a refusal that
+    names the column. Carries a count and what was expected, never the values.
+
+    :param count: how many values could not be read.
+    :param expected: what a readable value looks like, e.g. "ISO 8601 dates".
+    """
+
+    def __init__(self, count: int, expected: str) -> None:
+        self.count = count
+        self.expected = expected
+        super().__init__(f"{count} value(s) are not {expected}")

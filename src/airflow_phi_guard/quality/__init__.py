@@ -1,0 +1,1 @@
+"""Great Expectations suites derived from policies, validation and Data Docs."""

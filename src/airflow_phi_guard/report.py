@@ -1,0 +1,121 @@
+"""The governance report: the one record of what a run decided, in names, counts and digests only.
+
+Everything downstream (lineage facets, Great Expectations suites, the XCom summary, the CLI output) is
+built from this record, so it must never hold a cell value, a row or a subject id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
+from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
+
+REPORT_FORMAT_VERSION = 1
+
+
+class Verdict(StrEnum):
+    """Whether the governed dataset was published."""
+
+    PUBLISHED = "published"
+    REFUSED = "refused"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PolicyIdentity(_Record):
+    """Which policy decided, pinned by the digest of its content."""
+
+    name: str
+    version: int
+    digest: str
+
+
+class RowCounts(_Record):
+    """Rows read from the input, admitted by consent, and excluded by reason."""
+
+    read: int = 0
+    admitted: int = 0
+    excluded: dict[str, int] = Field(default_factory=dict, description="Exclusion reason to row count.")
+
+
+class ColumnDecision(_Record):
+    """What happened to one source column."""
+
+    source: str
+    output: str | None = Field(description="The output column, or None when the column was not published.")
+    identifier: SafeHarborIdentifier | None = Field(description="Safe Harbor letter, A to R, or None.")
+    treatment: Treatment
+    declared: bool = Field(default=True, description="False for an input column the policy does not name.")
+
+
+class Finding(_Record):
+    """Values of a published column that still contain an identifier, counted."""
+
+    column: str
+    identifier: SafeHarborIdentifier
+    count: int
+
+
+class GovernanceReport(_Record):
+    """The outcome of applying a policy to one dataset."""
+
+    format_version: int = REPORT_FORMAT_VERSION
+    verdict: Verdict
+    policy: PolicyIdentity
+    purpose: str
+    model: dict[str, str] = Field(description="The model the policy prepares data for: name and version.")
+    recipient: str
+    input: str
+    output: str | None = Field(description="Where the governed dataset was published; None when refused.")
+    method: DeidentificationMethod
+    zip3_vintage: str
+    as_of: date = Field(description="Reference date of consent and of ages.")
+    consent_registry: str | None
+    consent_bases: list[str]
+    pseudonym_key_fingerprint: str | None = Field(
+        default=None, description="A keyed fingerprint of the pseudonym key, never the key itself."
+    )
+    rows: RowCounts = Field(default_factory=RowCounts)
+    columns: list[ColumnDecision] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    refusals: list[str] = Field(default_factory=list)
+
+    @property
+    def published(self) -> bool:
+        return self.verdict is Verdict.PUBLISHED
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the report as JSON, atomically, creating the folder if needed."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(self.to_json())
+        os.replace(temporary, target)
+
+    def summary(self) -> dict[str, object]:
+        """The small, value-free dict an Airflow task returns to XCom."""
+        return {
+            "verdict": self.verdict.value,
+            "policy": self.policy.name,
+            "policy_version": self.policy.version,
+            "policy_digest": self.policy.digest,
+            "output": self.output,
+            "rows_read": self.rows.read,
+            "rows_admitted": self.rows.admitted,
+            "rows_excluded": dict(self.rows.excluded),
+            "findings": len(self.findings),
+        }
