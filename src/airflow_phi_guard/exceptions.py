@@ -101,3 +101,7 @@ class InvalidValuesError(PhiGuardError, ValueError):
         self.count = count
         self.expected = expected
         super().__init__(f"{count} value(s) are not {expected}")
+
+
+class QualityCheckFailedError(PolicyViolationError):
+    """The governed dataset failed a Great Expectations check derived from its policy."""

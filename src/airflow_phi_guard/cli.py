@@ -1,0 +1,223 @@
+"""The ``phi-guard`` command: the same engine as the operators, without Airflow."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from airflow_phi_guard.exceptions import PhiGuardError, PolicyError, PolicyViolationError
+from airflow_phi_guard.report import GovernanceReport
+
+log = logging.getLogger(__name__)
+
+EXIT_PUBLISHED = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+
+PSEUDONYM_KEY_VARIABLE = "PHI_GUARD_PSEUDONYM_KEY"
+CLI_JOB_NAMESPACE = "phi-guard"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    try:
+        arguments = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_USAGE if exit_.code else EXIT_PUBLISHED
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=False, soft_wrap=True)
+    try:
+        return arguments.run(arguments, console)
+    except PolicyError as error:
+        console.print(f"[red]bad policy:[/] {error}", highlight=False)
+        return EXIT_USAGE
+    except PhiGuardError as error:
+        console.print(f"[red]error:[/] {error}", highlight=False)
+        return EXIT_ERROR
+    except OSError as error:
+        console.print(f"[red]error:[/] {error.__class__.__name__}: {error.strerror or error}", highlight=False)
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phi-guard",
+        description="Enforce minimum-necessary, consent and de-identification policies on training data, "
+        "and audit which PHI reached which model.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    apply = commands.add_parser("apply", help="govern a dataset under a policy and publish it, or refuse")
+    apply.add_argument("--policy", required=True, type=Path, help="the policy file (YAML)")
+    apply.add_argument("--input", required=True, type=Path, help="the source dataset (Parquet or CSV)")
+    apply.add_argument("--output", required=True, type=Path, help="the governed Parquet file to publish")
+    apply.add_argument("--consent", type=Path, help="the consent registry (CSV or Parquet)")
+    apply.add_argument("--as-of", type=_iso_date, default=None, help="reference date, YYYY-MM-DD (today)")
+    apply.add_argument("--report", type=Path, help="write the governance report (JSON) here")
+    apply.add_argument("--events", type=Path, help="append OpenLineage START and COMPLETE/FAIL events here")
+    apply.set_defaults(run=_apply)
+
+    plan = commands.add_parser("plan", help="show what a policy would do to each column, reading no rows")
+    plan.add_argument("--policy", required=True, type=Path)
+    plan.add_argument("--input", required=True, type=Path)
+    plan.set_defaults(run=_plan)
+
+    audit = commands.add_parser("audit", help="which PHI reached a model, from OpenLineage events")
+    audit.add_argument("--events", required=True, type=Path, help="an OpenLineage event log (JSON lines)")
+    audit.add_argument("--model", help="NAME or NAME:VERSION; every model when omitted")
+    audit.add_argument("--format", choices=("text", "json"), default="text")
+    audit.set_defaults(run=_audit)
+    return parser
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a date in the form YYYY-MM-DD: {text!r}") from error
+
+
+def _apply(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.engine.executor import govern
+    from airflow_phi_guard.policy.loader import load_policy
+
+    policy = load_policy(arguments.policy)
+    as_of = arguments.as_of or datetime.now(UTC).date()
+    key = os.environ.get(PSEUDONYM_KEY_VARIABLE)
+    run_id = str(uuid.uuid7()) if hasattr(uuid, "uuid7") else str(uuid.uuid4())
+    lineage = _CliLineage(arguments.events, policy, run_id) if arguments.events else None
+    if lineage:
+        lineage.start()
+
+    try:
+        result = govern(
+            policy,
+            arguments.input,
+            arguments.output,
+            consent=arguments.consent,
+            as_of=as_of,
+            pseudonym_key=key.encode() if key else None,
+        )
+    except Exception:
+        if lineage:
+            lineage.fail(None)
+        raise
+
+    report = result.report
+    if arguments.report:
+        report.write(arguments.report)
+    if lineage:
+        lineage.finish(result)
+    _print_report(report, console)
+    if report.published:
+        return EXIT_PUBLISHED
+    try:
+        result.raise_for_verdict(str(arguments.report) if arguments.report else None)
+    except PolicyViolationError as error:
+        console.print(f"[red]refused:[/] {error}", highlight=False)
+    return EXIT_REFUSED
+
+
+def _plan(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.engine.plan import make_plan
+    from airflow_phi_guard.engine.source import open_source
+    from airflow_phi_guard.policy.loader import load_policy
+
+    policy = load_policy(arguments.policy)
+    plan = make_plan(policy, open_source(arguments.input).schema)
+    table = Table(title=f"plan of policy {policy.name} v{policy.version} ({policy.digest[:19]})")
+    for heading in ("source column", "identifier", "treatment", "output column"):
+        table.add_column(heading)
+    for column in plan.columns:
+        table.add_row(
+            column.source,
+            column.identifier.letter if column.identifier else "-",
+            column.treatment.value if column.declared else "drop (undeclared)",
+            column.output or "-",
+        )
+    console.print(table)
+    for refusal in plan.refusals:
+        console.print(f"[red]would refuse:[/] {refusal.message}", highlight=False)
+    return EXIT_REFUSED if plan.refusals else EXIT_PUBLISHED
+
+
+def _audit(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.lineage import audit
+
+    events = audit.read_events(arguments.events)
+    if arguments.model:
+        name, _, version = arguments.model.partition(":")
+        answers = [audit.audit_model(events, name, version or None)]
+    else:
+        answers = audit.audit_all(events)
+    if arguments.format == "json":
+        sys.stdout.write(audit.render_json(answers if not arguments.model else answers[0]))
+    else:
+        for answer in answers:
+            sys.stdout.write(audit.render_text(answer))
+    return EXIT_PUBLISHED
+
+
+def _print_report(report: GovernanceReport, console: Console) -> None:
+    rows = report.rows
+    console.print(
+        f"{report.verdict.value}: policy {report.policy.name} v{report.policy.version}, "
+        f"{rows.admitted} of {rows.read} row(s) admitted, "
+        f"{sum(1 for column in report.columns if column.output)} column(s) published",
+        highlight=False,
+    )
+    for reason, count in rows.excluded.items():
+        console.print(f"  excluded {reason}: {count}", highlight=False)
+
+
+class _CliLineage:
+    """START, then COMPLETE or FAIL, appended to an event log; never fails the command."""
+
+    def __init__(self, events: Path, policy, run_id: str) -> None:
+        self.events = events
+        self.policy = policy
+        self.run_id = run_id
+        self.job_name = f"apply.{policy.name}"
+
+    def start(self) -> None:
+        from airflow_phi_guard.lineage.build import lineage_for_start
+        from airflow_phi_guard.lineage.emit import emit_event
+
+        emit_event(
+            "START", lineage_for_start(self.policy), events_path=self.events,
+            job_namespace=CLI_JOB_NAMESPACE, job_name=self.job_name, run_id=self.run_id,
+        )
+
+    def finish(self, result) -> None:
+        from airflow_phi_guard.lineage.build import lineage_for_report
+        from airflow_phi_guard.lineage.emit import emit_event
+
+        parts = lineage_for_report(result.report, self.policy, input_schema=result.plan.schema)
+        emit_event(
+            "COMPLETE" if result.report.published else "FAIL", parts, events_path=self.events,
+            job_namespace=CLI_JOB_NAMESPACE, job_name=self.job_name, run_id=self.run_id,
+        )
+
+    def fail(self, _report) -> None:
+        from airflow_phi_guard.lineage.build import lineage_for_start
+        from airflow_phi_guard.lineage.emit import emit_event
+
+        emit_event(
+            "FAIL", lineage_for_start(self.policy), events_path=self.events,
+            job_namespace=CLI_JOB_NAMESPACE, job_name=self.job_name, run_id=self.run_id,
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

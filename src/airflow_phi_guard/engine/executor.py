@@ -1,0 +1,293 @@
+"""The Arrow executor: carries out a plan in one streaming pass and publishes the result only if every check passed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from airflow_phi_guard.consent.admission import ConsentAdmission
+from airflow_phi_guard.consent.registry import read_consent_registry
+from airflow_phi_guard.deid import treatments
+from airflow_phi_guard.engine.plan import ColumnPlan, Plan, Refusal, make_plan
+from airflow_phi_guard.engine.source import open_source
+from airflow_phi_guard.exceptions import (
+    ConsentRegistryError,
+    InvalidValuesError,
+    PolicyViolationError,
+    PseudonymKeyError,
+    ResidualPhiError,
+    TreatmentNotApplicableError,
+)
+from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
+from airflow_phi_guard.phi.values import scan_values
+from airflow_phi_guard.policy.models import Policy, Treatment
+from airflow_phi_guard.report import (
+    ColumnDecision,
+    Finding,
+    GovernanceReport,
+    PolicyIdentity,
+    RowCounts,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_ROWS = 64 * 1024
+
+_OUTPUT_TYPES = {
+    Treatment.YEAR: pa.int32(),
+    Treatment.AGE: pa.int32(),
+    Treatment.BIRTH_YEAR: pa.int32(),
+    Treatment.ZIP3: pa.string(),
+    Treatment.PSEUDONYMIZE: pa.string(),
+}
+
+
+@dataclass(frozen=True)
+class GovernanceResult:
+    """A run's report, with the refusals behind a ``refused`` verdict as error classes.
+
+    :param report: the governance report, published or refused.
+    :param plan: the plan the run carried out.
+    :param refusals: why nothing was published; empty when the verdict is ``published``.
+    """
+
+    report: GovernanceReport
+    plan: Plan
+    refusals: tuple[Refusal, ...] = ()
+
+    def raise_for_verdict(self, report_path: str | None = None) -> None:
+        """Raise the refusal's error when nothing was published.
+
+        :param report_path: where the caller wrote the full report, for the message.
+        :raises PolicyViolationError: or the subclass that stands for the first refusal.
+        """
+        if self.report.published:
+            return
+        kinds = {refusal.error for refusal in self.refusals}
+        error = kinds.pop() if len(kinds) == 1 else PolicyViolationError
+        raise error([refusal.message for refusal in self.refusals], report_path)
+
+
+@dataclass
+class _Tally:
+    read: int = 0
+    admitted: int = 0
+    excluded: Counter[str] = field(default_factory=Counter)
+    findings: Counter[tuple[str, SafeHarborIdentifier]] = field(default_factory=Counter)
+    invalid: dict[str, InvalidValuesError] = field(default_factory=dict)
+
+
+def govern(
+    policy: Policy,
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    consent: str | os.PathLike[str] | None,
+    as_of: date,
+    pseudonym_key: bytes | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> GovernanceResult:
+    """Apply ``policy`` to ``source`` and publish the governed set at ``output`` only if every check passed.
+
+    One streaming pass: read the planned columns, admit rows by consent, treat, scan kept text for
+    identifiers, write Parquet to a hidden temporary file beside ``output``; rename it into place at the
+    end, or delete it when anything was refused. I/O errors propagate (a retry may heal them); refusals
+    are returned in the result (a retry cannot).
+
+    :param policy: the policy to enforce.
+    :param source: the source dataset (Parquet file or folder, or CSV).
+    :param output: the Parquet file to publish.
+    :param consent: the consent registry (CSV or Parquet); without one nothing can be admitted.
+    :param as_of: reference date of consent and of ages.
+    :param pseudonym_key: the key of the ``pseudonymize`` treatment, from a secret, never the policy.
+    :param batch_rows: rows per record batch, which bounds memory.
+    """
+    source_path, output_path = Path(source).resolve(), Path(output).resolve()
+    dataset = open_source(source_path)
+    plan = make_plan(policy, dataset.schema)
+    refusals = list(plan.refusals)
+
+    admission = None
+    if consent is None:
+        refusals.append(Refusal(ConsentRegistryError, "no consent registry was given; no record can be admitted"))
+    else:
+        try:
+            registry = read_consent_registry(consent)
+        except ConsentRegistryError as error:
+            refusals.extend(Refusal(ConsentRegistryError, reason) for reason in error.refusals)
+        else:
+            admission = ConsentAdmission(registry, policy.consent.bases, policy.purpose, as_of)
+
+    if plan.uses(Treatment.PSEUDONYMIZE) and not pseudonym_key:
+        refusals.append(
+            Refusal(
+                PseudonymKeyError,
+                "the policy pseudonymizes columns but no pseudonym key was provided; set "
+                "PHI_GUARD_PSEUDONYM_KEY or, in Airflow, the pseudonym key connection",
+            )
+        )
+
+    def report(verdict: Verdict, tally: _Tally, published_at: Path | None) -> GovernanceReport:
+        return _build_report(policy, plan, source_path, consent, as_of, pseudonym_key, verdict, tally, refusals,
+                             published_at)
+
+    tally = _Tally()
+    if refusals:
+        log.info("policy %s refused the input before reading rows: %d refusal(s)", policy.name, len(refusals))
+        return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
+
+    assert admission is not None
+    treat = _treatments(policy, as_of, pseudonym_key)
+    temporary = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with pq.ParquetWriter(temporary, _output_schema(plan)) as writer:
+            for batch in dataset.to_batches(columns=plan.read_columns, batch_size=batch_rows):
+                governed = _govern_batch(batch, plan, admission, treat, tally)
+                if governed is not None and not tally.invalid:
+                    writer.write_batch(governed)
+        refusals.extend(_refusals_from(tally))
+        if refusals:
+            temporary.unlink()
+            log.info("policy %s refused the data after %d row(s): %d refusal(s)", policy.name, tally.read,
+                     len(refusals))
+            return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
+        os.replace(temporary, output_path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+    log.info(
+        "policy %s (%s) published %d of %d row(s), %d column(s)",
+        policy.name, policy.digest, tally.admitted, tally.read, len(plan.published),
+    )
+    return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path), plan)
+
+
+def _treatments(policy: Policy, as_of: date, key: bytes | None) -> dict[Treatment, Callable[[pa.Array], pa.Array]]:
+    vintage = policy.deidentification.zip3_vintage
+    return {
+        Treatment.KEEP: lambda values: values,
+        Treatment.YEAR: treatments.to_year,
+        Treatment.AGE: lambda values: treatments.to_age(values, as_of),
+        Treatment.BIRTH_YEAR: lambda values: treatments.to_birth_year(values, as_of),
+        Treatment.ZIP3: lambda values: treatments.to_zip3(values, vintage),
+        Treatment.PSEUDONYMIZE: lambda values: treatments.pseudonymize(values, key or b""),
+    }
+
+
+def _output_schema(plan: Plan) -> pa.Schema:
+    fields = []
+    for column in plan.published:
+        source_type = plan.schema.field(column.source).type
+        fields.append(pa.field(column.output, _OUTPUT_TYPES.get(column.treatment, source_type)))
+    return pa.schema(fields)
+
+
+def _govern_batch(
+    batch: pa.RecordBatch,
+    plan: Plan,
+    admission: ConsentAdmission,
+    treat: dict[Treatment, Callable[[pa.Array], pa.Array]],
+    tally: _Tally,
+) -> pa.RecordBatch | None:
+    tally.read += batch.num_rows
+    admitted, excluded = admission.admit(batch.column(plan.policy.subject))
+    tally.excluded.update({str(reason): count for reason, count in excluded.items() if count})
+    batch = batch.filter(admitted)
+    tally.admitted += batch.num_rows
+
+    arrays = []
+    for column in plan.published:
+        values = batch.column(column.source)
+        if column.treatment is Treatment.KEEP:
+            _scan(column, values, tally)
+        try:
+            arrays.append(treat[column.treatment](values))
+        except InvalidValuesError as error:
+            previous = tally.invalid.get(column.source)
+            count = error.count + (previous.count if previous else 0)
+            tally.invalid[column.source] = InvalidValuesError(count, error.expected)
+    if tally.invalid:
+        return None
+    return pa.RecordBatch.from_arrays(arrays, schema=_output_schema(plan))
+
+
+def _scan(column: ColumnPlan, values: pa.Array, tally: _Tally) -> None:
+    for identifier, count in scan_values(values).items():
+        if count:
+            tally.findings[(column.source, identifier)] += count
+
+
+def _refusals_from(tally: _Tally) -> list[Refusal]:
+    refusals = [
+        Refusal(TreatmentNotApplicableError, f"column {source}: {error.count} value(s) are not {error.expected}")
+        for source, error in sorted(tally.invalid.items())
+    ]
+    for (source, identifier), count in sorted(tally.findings.items()):
+        refusals.append(
+            Refusal(
+                ResidualPhiError,
+                f"column {source}: {count} value(s) contain identifier {identifier.letter} "
+                f"({identifier.description}); drop or treat the column, or clean it upstream",
+            )
+        )
+    return refusals
+
+
+def _build_report(
+    policy: Policy,
+    plan: Plan,
+    source: Path,
+    consent: str | os.PathLike[str] | None,
+    as_of: date,
+    pseudonym_key: bytes | None,
+    verdict: Verdict,
+    tally: _Tally,
+    refusals: list[Refusal],
+    published_at: Path | None,
+) -> GovernanceReport:
+    return GovernanceReport(
+        verdict=verdict,
+        policy=PolicyIdentity(name=policy.name, version=policy.version, digest=policy.digest),
+        purpose=policy.purpose,
+        model={"name": policy.model.name, "version": policy.model.version},
+        recipient=policy.recipient,
+        input=str(source),
+        output=str(published_at) if published_at else None,
+        method=policy.deidentification.method,
+        zip3_vintage=policy.deidentification.zip3_vintage.value,
+        as_of=as_of,
+        consent_registry=str(Path(consent).resolve()) if consent is not None else None,
+        consent_bases=[basis.value for basis in policy.consent.bases],
+        pseudonym_key_fingerprint=(
+            treatments.key_fingerprint(pseudonym_key)
+            if pseudonym_key and plan.uses(Treatment.PSEUDONYMIZE)
+            else None
+        ),
+        rows=RowCounts(read=tally.read, admitted=tally.admitted, excluded=dict(sorted(tally.excluded.items()))),
+        columns=[
+            ColumnDecision(
+                source=column.source,
+                output=column.output,
+                identifier=column.identifier,
+                treatment=column.treatment,
+                declared=column.declared,
+            )
+            for column in plan.columns
+        ],
+        findings=[
+            Finding(column=source, identifier=identifier, count=count)
+            for (source, identifier), count in sorted(tally.findings.items())
+        ],
+        refusals=[refusal.message for refusal in refusals],
+    )

@@ -1,0 +1,174 @@
+"""The plan: what happens to every source column, decided from the policy and the schema, before any row is read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from airflow_phi_guard.exceptions import (
+    PolicyViolationError,
+    SubjectColumnMissingError,
+    TreatmentNotApplicableError,
+    UndeclaredColumnsError,
+    name_some,
+)
+from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
+from airflow_phi_guard.phi.names import identify_column
+from airflow_phi_guard.policy.models import Policy, Treatment, UndeclaredColumns
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """One source column: its identity by name, its treatment, and its output name (None when not written).
+
+    :param source: the input column.
+    :param identifier: the Safe Harbor identifier its name reveals, or None.
+    :param treatment: the declared treatment; ``drop`` for an undeclared column dropped by the policy.
+    :param output: the output column, or None when the column is not published.
+    :param declared: whether the policy names the column.
+    """
+
+    source: str
+    identifier: SafeHarborIdentifier | None
+    treatment: Treatment
+    output: str | None
+    declared: bool = True
+
+    @property
+    def read(self) -> bool:
+        """Whether the engine reads the column at all."""
+        return self.output is not None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A rule the data breaks, with the error class that stands for it; the message names no value."""
+
+    error: type[PolicyViolationError]
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision for every source column, and the refusals that stop the run before data moves.
+
+    :param policy: the policy the plan carries out.
+    :param schema: the source schema the plan was made for.
+    :param columns: one entry per source column, in source order.
+    :param refusals: rules broken by the schema alone; a plan with refusals must not run.
+    """
+
+    policy: Policy
+    schema: pa.Schema
+    columns: tuple[ColumnPlan, ...]
+    refusals: tuple[Refusal, ...]
+
+    @property
+    def read_columns(self) -> list[str]:
+        """Source columns the engine reads: the published ones and the subject column."""
+        names = [column.source for column in self.columns if column.read]
+        if self.policy.subject not in names and self.policy.subject in self.schema.names:
+            names.append(self.policy.subject)
+        return names
+
+    @property
+    def published(self) -> tuple[ColumnPlan, ...]:
+        return tuple(column for column in self.columns if column.read)
+
+    def uses(self, treatment: Treatment) -> bool:
+        return any(column.treatment is treatment for column in self.published)
+
+
+#: Arrow types each treatment can read. Text is accepted where the treatment parses it.
+_DATE_LIKE = (pa.types.is_date, pa.types.is_timestamp, pa.types.is_string, pa.types.is_large_string)
+_ACCEPTS = {
+    Treatment.YEAR: _DATE_LIKE,
+    Treatment.AGE: _DATE_LIKE,
+    Treatment.BIRTH_YEAR: _DATE_LIKE,
+    Treatment.ZIP3: (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer),
+}
+
+
+def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
+    """Decide, from names and types only, what happens to each source column.
+
+    :param policy: the policy to carry out.
+    :param schema: the schema of the source dataset.
+    """
+    columns = tuple(_plan_column(policy, field) for field in schema)
+    refusals: list[Refusal] = []
+
+    undeclared = [column.source for column in columns if not column.declared]
+    if undeclared and policy.undeclared is UndeclaredColumns.REFUSE:
+        refusals.append(
+            Refusal(
+                UndeclaredColumnsError,
+                f"{len(undeclared)} input column(s) not declared by the policy: {name_some(undeclared)}; "
+                "declare each with a treatment and a justification, or drop it upstream",
+            )
+        )
+
+    if policy.subject not in schema.names:
+        refusals.append(
+            Refusal(
+                SubjectColumnMissingError,
+                f"subject column '{policy.subject}' is not in the input, so consent cannot be checked",
+            )
+        )
+
+    missing = [name for name in policy.columns if name not in schema.names and name != policy.subject]
+    if missing:
+        refusals.append(
+            Refusal(
+                UndeclaredColumnsError,
+                f"{len(missing)} declared column(s) are not in the input: {name_some(missing)}; "
+                "the governed set would not match its policy",
+            )
+        )
+
+    for column in (column for column in columns if column.read):
+        accepted = _ACCEPTS.get(column.treatment)
+        field_type = schema.field(column.source).type
+        if column.treatment is Treatment.KEEP and not _scannable(field_type):
+            refusals.append(
+                Refusal(
+                    TreatmentNotApplicableError,
+                    f"column {column.source}: type {field_type} cannot be scanned for identifiers, so it "
+                    "cannot be kept; flatten it upstream or drop it",
+                )
+            )
+        elif accepted and not any(check(field_type) for check in accepted):
+            refusals.append(
+                Refusal(
+                    TreatmentNotApplicableError,
+                    f"column {column.source}: treatment '{column.treatment}' cannot read type {field_type}",
+                )
+            )
+
+    return Plan(policy=policy, schema=schema, columns=columns, refusals=tuple(refusals))
+
+
+def _scannable(field_type: pa.DataType) -> bool:
+    """Whether the value scan can prove a kept column free of identifiers: text it reads, or a type that
+    cannot hold text."""
+    if pa.types.is_dictionary(field_type):
+        return _scannable(field_type.value_type)
+    return (
+        pa.types.is_string(field_type)
+        or pa.types.is_large_string(field_type)
+        or pa.types.is_integer(field_type)
+        or pa.types.is_floating(field_type)
+        or pa.types.is_decimal(field_type)
+        or pa.types.is_boolean(field_type)
+        or pa.types.is_temporal(field_type)
+        or pa.types.is_null(field_type)
+    )
+
+
+def _plan_column(policy: Policy, field: pa.Field) -> ColumnPlan:
+    identifier = identify_column(field.name)
+    declared = policy.columns.get(field.name)
+    if declared is None:
+        return ColumnPlan(field.name, identifier, Treatment.DROP, output=None, declared=False)
+    return ColumnPlan(field.name, identifier, declared.treatment, output=policy.output_name(field.name))

@@ -1,0 +1,82 @@
+"""The operator that validates a governed dataset with the Great Expectations suite its policy implies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import Context
+
+    from airflow_phi_guard.quality.validate import ValidationSummary
+
+
+class GovernedDatasetValidationOperator(BaseOperator):
+    """Validate the dataset a :class:`PhiPolicyOperator` published and build Data Docs for a privacy reviewer.
+
+    The suite follows from the policy and the governance report: the output columns are exactly the
+    allowlisted ones, kept text holds no SSN, phone or email patterns, ZIP3 values are three digits, ages
+    at most 90. Results use a format without cell values, so nothing from the data reaches XCom or Data
+    Docs. A failed expectation fails the task without retry.
+
+    :param report_path: the governance report the policy task wrote. (templated)
+    :param data_docs_dir: where to build the Data Docs site (``index.html``). (templated)
+    :param gx_project_dir: the Great Expectations project folder for suites and results. (templated)
+    """
+
+    template_fields: Sequence[str] = ("report_path", "data_docs_dir", "gx_project_dir")
+    ui_color = "#f3ecd9"
+
+    def __init__(self, *, report_path: str, data_docs_dir: str, gx_project_dir: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.report_path = report_path
+        self.data_docs_dir = data_docs_dir
+        self.gx_project_dir = gx_project_dir
+        self._summary: ValidationSummary | None = None
+        self._dataset: str | None = None
+
+    def execute(self, context: Context) -> dict[str, object]:
+        from airflow_phi_guard.exceptions import PolicyViolationError
+        from airflow_phi_guard.quality.validate import raise_for_failures, validate_governed_dataset
+        from airflow_phi_guard.report import GovernanceReport
+
+        report = GovernanceReport.model_validate_json(open(self.report_path, encoding="utf-8").read())
+        if not report.published or report.output is None:
+            raise AirflowFailException(f"the governance report at {self.report_path} shows nothing was published")
+        self._dataset = report.output
+
+        self._summary = validate_governed_dataset(
+            report.output,
+            report,
+            suite_name=f"{report.policy.name}-v{report.policy.version}",
+            data_docs_dir=self.data_docs_dir,
+            gx_project_dir=self.gx_project_dir,
+        )
+        failed = sum(1 for result in self._summary.results if not result.success)
+        self.log.info(
+            "suite %s: %d expectation(s), %d failed; Data Docs at %s",
+            self._summary.suite_name, len(self._summary.results), failed, self._summary.data_docs_index,
+        )
+        try:
+            raise_for_failures(self._summary)
+        except PolicyViolationError as violation:
+            raise AirflowFailException(str(violation)) from None
+        return self._summary.to_xcom()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from airflow_phi_guard.lineage.build import validation_lineage
+
+        if self._summary is None or self._dataset is None:
+            return OperatorLineage()
+        parts = validation_lineage(self._dataset, self._summary)
+        return OperatorLineage(inputs=list(parts.inputs), run_facets=dict(parts.run_facets),
+                               job_facets=dict(parts.job_facets))
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        return self.get_openlineage_facets_on_complete(task_instance)
