@@ -5,7 +5,8 @@ A raw encounter extract (every Synthea column, PHI included) and a consent regis
 needs, and publishes the governed set; Great Expectations validates it; a scikit-learn model is trained
 on it. OpenLineage events record which PHI reached the model, in which treatment, under which consent.
 
-Run it with ``make demo``, which sets ``PHI_GUARD_DEMO_OUTPUT`` and the OpenLineage file transport.
+Run it with ``make demo``, which sets ``PHI_GUARD_DEMO_OUTPUT`` and the OpenLineage file transport;
+``PHI_GUARD_DEMO_SYNTHEA`` points it at another Synthea export.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from airflow_phi_guard.operators.quality import GovernedDatasetValidationOperato
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
-SYNTHEA = PROJECT / "data" / "synthea-nebraska"
+SYNTHEA = Path(os.environ.get("PHI_GUARD_DEMO_SYNTHEA", PROJECT / "data" / "synthea-nebraska")).resolve()
 OUTPUT = Path(os.environ.get("PHI_GUARD_DEMO_OUTPUT", PROJECT / "demo-output")).resolve()
 
 RAW_EXTRACT = OUTPUT / "raw" / "encounter_extract.parquet"

@@ -46,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error:[/] {error}", highlight=False)
         return EXIT_ERROR
     except OSError as error:
-        console.print(f"[red]error:[/] {error.__class__.__name__}: {error.strerror or error}", highlight=False)
+        # strerror and filename, never str(error): some libraries put data into I/O error messages
+        where = f" ({error.filename})" if error.filename else ""
+        console.print(f"[red]error:[/] {type(error).__name__}: {error.strerror or 'I/O error'}{where}")
+        return EXIT_ERROR
+    except Exception as error:
+        # the message of an unexpected error may quote data: name its class only
+        console.print(f"[red]error:[/] unexpected {type(error).__name__}; its message is withheld")
         return EXIT_ERROR
 
 

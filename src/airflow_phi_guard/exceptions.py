@@ -105,3 +105,22 @@ class InvalidValuesError(PhiGuardError, ValueError):
 
 class QualityCheckFailedError(PolicyViolationError):
     """The governed dataset failed a Great Expectations check derived from its policy."""
+
+
+class DataProcessingError(PhiGuardError):
+    """Reading, converting or writing the data failed; the underlying message is withheld.
+
+    Arrow's messages quote the values they could not convert, so they never reach a log or a task
+    failure. Retrying may help when the cause was I/O; otherwise inspect the data where PHI may be seen.
+
+    :param source: the dataset being processed.
+    :param cause: the class name of the underlying error.
+    """
+
+    def __init__(self, source: str, cause: str) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(
+            f"{cause} while processing {source}; the underlying message is withheld because it may quote "
+            "cell values: inspect the data where PHI may be seen"
+        )

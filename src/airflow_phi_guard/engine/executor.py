@@ -21,6 +21,7 @@ from airflow_phi_guard.engine.plan import ColumnPlan, Plan, Refusal, make_plan
 from airflow_phi_guard.engine.source import open_source
 from airflow_phi_guard.exceptions import (
     ConsentRegistryError,
+    DataProcessingError,
     InvalidValuesError,
     PolicyViolationError,
     PseudonymKeyError,
@@ -113,6 +114,23 @@ def govern(
     :param batch_rows: rows per record batch, which bounds memory.
     """
     source_path, output_path = Path(source).resolve(), Path(output).resolve()
+    try:
+        return _govern(policy, source_path, output_path, consent, as_of, pseudonym_key, batch_rows)
+    except FileNotFoundError:
+        raise
+    except pa.ArrowException as error:
+        raise DataProcessingError(str(source_path), type(error).__name__) from None
+
+
+def _govern(
+    policy: Policy,
+    source_path: Path,
+    output_path: Path,
+    consent: str | os.PathLike[str] | None,
+    as_of: date,
+    pseudonym_key: bytes | None,
+    batch_rows: int,
+) -> GovernanceResult:
     dataset = open_source(source_path)
     plan = make_plan(policy, dataset.schema)
     refusals = list(plan.refusals)

@@ -1,0 +1,387 @@
+"""Tests of reading a consent registry from CSV and Parquet, and of refusing a malformed one."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from airflow_phi_guard.consent.registry import (
+    REGISTRY_COLUMNS,
+    ConsentRecord,
+    ConsentRegistry,
+    read_consent_registry,
+)
+from airflow_phi_guard.exceptions import ConsentRegistryError, PolicyViolationError
+from airflow_phi_guard.policy.models import ConsentBasis
+
+HEADER = ",".join(REGISTRY_COLUMNS)
+# Planted in bad rows: none of them may appear in a refusal.
+CANARY_SUBJECT = "CANARY-SUBJECT-5501"
+CANARY_REFERENCE = "CANARY-REF-7702"
+GOOD_ROW = "good-1,irb-waiver,model-training,2025-01-01,,,IRB-000001"
+
+
+def write_csv(folder: Path, *rows: str, header: str = HEADER, name: str = "consent.csv") -> Path:
+    path = folder / name
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def refusal_text(error: ConsentRegistryError) -> str:
+    return str(error) + " | " + " | ".join(error.refusals)
+
+
+class TestReadCsv:
+    def test_reads_every_column(self, tmp_path: Path) -> None:
+        path = write_csv(
+            tmp_path,
+            "  p-1  ,research-authorization, research ; model-training ;,2024-03-01,2027-03-01,,AUTH-000123",
+            "p-1,opt-out,model-training,2026-06-01,,2026-07-01,",
+            "p-2,irb-waiver,model-training,2025-01-01,,,IRB-000002",
+        )
+
+        registry = read_consent_registry(path)
+
+        assert registry.source == str(path)
+        assert len(registry) == 3
+        assert registry.subject_ids == ("p-1", "p-2")
+        first, second = registry.records_for("p-1")
+        assert first == ConsentRecord(
+            subject_id="p-1",
+            basis=ConsentBasis.RESEARCH_AUTHORIZATION,
+            purposes=("research", "model-training"),
+            granted_at=date(2024, 3, 1),
+            expires_at=date(2027, 3, 1),
+            revoked_at=None,
+            reference="AUTH-000123",
+        )
+        assert second.basis is ConsentBasis.OPT_OUT
+        assert second.revoked_at == date(2026, 7, 1)
+        assert second.reference is None
+        assert registry.records_for(" p-2 ")[0].reference == "IRB-000002"
+        assert registry.records_for("p-3") == ()
+
+    def test_extra_columns_are_ignored_and_column_order_is_free(self, tmp_path: Path) -> None:
+        header = "reference,note,revoked_at,expires_at,granted_at,purposes,basis,subject_id"
+        path = write_csv(tmp_path, "AUTH-1,x,,,2025-01-01,model-training,irb-waiver,p-1", header=header)
+        (record,) = read_consent_registry(path).records
+        assert (record.subject_id, record.basis, record.reference) == (
+            "p-1",
+            ConsentBasis.IRB_WAIVER,
+            "AUTH-1",
+        )
+
+    def test_numeric_looking_ids_stay_text(self, tmp_path: Path) -> None:
+        """CSV columns are all text: an id with leading zeros keeps them."""
+        path = write_csv(tmp_path, "00042,irb-waiver,model-training,2025-01-01,,,000123")
+        (record,) = read_consent_registry(path).records
+        assert (record.subject_id, record.reference) == ("00042", "000123")
+
+    def test_header_only_is_an_empty_registry(self, tmp_path: Path) -> None:
+        assert len(read_consent_registry(write_csv(tmp_path))) == 0
+
+
+# The date rule: an ISO date, or an ISO timestamp that counts on the calendar date written in it.
+DATES = [
+    pytest.param("2026-12-01", date(2026, 12, 1), id="iso-date"),
+    pytest.param("2026-12-01T08:15:00", date(2026, 12, 1), id="timestamp"),
+    pytest.param("2026-12-01 08:15:00", date(2026, 12, 1), id="timestamp-with-space"),
+    # 23:30 at UTC-5 is 2026-12-02 in UTC: not converted.
+    pytest.param("2026-12-01T23:30:00-05:00", date(2026, 12, 1), id="late-west-of-utc"),
+    # 00:30 at UTC+9 is 2026-11-30 in UTC: not converted.
+    pytest.param("2026-12-01T00:30:00+09:00", date(2026, 12, 1), id="early-east-of-utc"),
+    pytest.param("2026-12-01T23:59:59.999Z", date(2026, 12, 1), id="utc-z"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), DATES)
+def test_dates_count_on_the_calendar_date_as_recorded(tmp_path: Path, text: str, expected: date) -> None:
+    path = write_csv(tmp_path, f"p-1,irb-waiver,model-training,{text},{text},{text},")
+    (record,) = read_consent_registry(path).records
+    assert (record.granted_at, record.expires_at, record.revoked_at) == (expected, expected, expected)
+
+
+class TestReadParquet:
+    def test_reads_lists_dates_integer_ids_and_zoned_timestamps(self, tmp_path: Path) -> None:
+        table = pa.table(
+            {
+                "subject_id": pa.array([7, 8], pa.int64()),
+                "basis": ["research-authorization", "opt-out"],
+                "purposes": pa.array(
+                    [["research", "model-training"], ["model-training"]], pa.list_(pa.string())
+                ),
+                # 2026-01-02T03:30Z is 2026-01-01 22:30 in New York, the zone it was recorded in.
+                "granted_at": pa.array(
+                    [1767324600_000_000, 1767324600_000_000], pa.timestamp("us", tz="America/New_York")
+                ),
+                "expires_at": pa.array([date(2027, 1, 1), None], pa.date32()),
+                "revoked_at": pa.array([None, None], pa.null()),
+                "reference": ["AUTH-000007", None],
+            }
+        )
+        path = tmp_path / "consent.parquet"
+        pq.write_table(table, path)
+
+        registry = read_consent_registry(path)
+
+        assert registry.subject_ids == ("7", "8")
+        first, second = registry.records
+        assert first.purposes == ("research", "model-training")
+        assert first.granted_at == date(2026, 1, 1)
+        assert first.expires_at == date(2027, 1, 1)
+        assert first.revoked_at is None
+        assert second.basis is ConsentBasis.OPT_OUT
+
+    def test_csv_and_parquet_of_the_same_registry_read_alike(self, tmp_path: Path) -> None:
+        rows = [
+            "p-1,research-authorization,research;model-training,2024-03-01,2027-03-01,,AUTH-000001",
+            "p-2,opt-out,model-training,2026-06-01,,2026-07-01,OPT-000002",
+        ]
+        from_csv = read_consent_registry(write_csv(tmp_path, *rows))
+        table = pa.table(
+            {
+                "subject_id": ["p-1", "p-2"],
+                "basis": ["research-authorization", "opt-out"],
+                "purposes": [["research", "model-training"], ["model-training"]],
+                "granted_at": [date(2024, 3, 1), date(2026, 6, 1)],
+                "expires_at": [date(2027, 3, 1), None],
+                "revoked_at": [None, date(2026, 7, 1)],
+                "reference": ["AUTH-000001", "OPT-000002"],
+            }
+        )
+        pq.write_table(table, tmp_path / "consent.parquet")
+        from_parquet = read_consent_registry(tmp_path / "consent.parquet")
+        assert from_parquet.records == from_csv.records
+
+    def test_purposes_must_be_a_list_in_parquet(self, tmp_path: Path) -> None:
+        table = pa.table(
+            {name: ["x"] for name in REGISTRY_COLUMNS} | {"granted_at": pa.array([date(2025, 1, 1)])}
+        )
+        pq.write_table(table, tmp_path / "consent.parquet")
+        with pytest.raises(ConsentRegistryError, match=r"purposes \(string\)"):
+            read_consent_registry(tmp_path / "consent.parquet")
+
+
+class TestUnusableRegistry:
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ConsentRegistryError, match="does not exist"):
+            read_consent_registry(tmp_path / "absent.csv")
+
+    def test_is_a_policy_refusal(self, tmp_path: Path) -> None:
+        """A registry problem refuses the run (exit 3), like every other enforcement outcome."""
+        with pytest.raises(PolicyViolationError):
+            read_consent_registry(tmp_path / "absent.parquet")
+
+    def test_unknown_kind(self, tmp_path: Path) -> None:
+        path = tmp_path / "consent.xlsx"
+        path.write_text("x")
+        with pytest.raises(ConsentRegistryError, match=r"neither \.csv nor \.parquet"):
+            read_consent_registry(path)
+
+    def test_empty_csv(self, tmp_path: Path) -> None:
+        path = tmp_path / "consent.csv"
+        path.write_text("")
+        with pytest.raises(ConsentRegistryError, match="no header"):
+            read_consent_registry(path)
+
+    def test_csv_that_pyarrow_cannot_parse_is_refused_without_its_row(self, tmp_path: Path) -> None:
+        path = write_csv(
+            tmp_path, GOOD_ROW, f"{CANARY_SUBJECT},irb-waiver,x,2025-01-01,,,{CANARY_REFERENCE},extra"
+        )
+        with pytest.raises(ConsentRegistryError, match="cannot be read as CSV") as caught:
+            read_consent_registry(path)
+        assert CANARY_SUBJECT not in refusal_text(caught.value)
+        assert caught.value.__cause__ is None
+        assert caught.value.__suppress_context__
+
+    def test_not_utf8(self, tmp_path: Path) -> None:
+        path = tmp_path / "consent.csv"
+        path.write_bytes(b"\xff\xfe\x00subject")
+        with pytest.raises(ConsentRegistryError):
+            read_consent_registry(path)
+
+    def test_parquet_that_is_not_parquet(self, tmp_path: Path) -> None:
+        path = tmp_path / "consent.parquet"
+        path.write_text(f"{CANARY_SUBJECT},irb-waiver\n")
+        with pytest.raises(ConsentRegistryError, match="cannot be read as Parquet") as caught:
+            read_consent_registry(path)
+        assert CANARY_SUBJECT not in refusal_text(caught.value)
+
+    @pytest.mark.parametrize("column", REGISTRY_COLUMNS)
+    def test_missing_column_is_named(self, tmp_path: Path, column: str) -> None:
+        header = ",".join(name for name in REGISTRY_COLUMNS if name != column)
+        path = write_csv(tmp_path, header=header)
+        with pytest.raises(ConsentRegistryError, match=f"lacks the required column\\(s\\) {column};"):
+            read_consent_registry(path)
+
+    def test_column_given_twice(self, tmp_path: Path) -> None:
+        path = write_csv(tmp_path, header=HEADER + ",basis")
+        with pytest.raises(ConsentRegistryError, match="basis more than once"):
+            read_consent_registry(path)
+
+
+# Each malformed row, planted twice beside a good row: the refusal names the problem with its column and
+# the count (2), and never quotes the canary subject id, the canary reference or the bad cell.
+S, R = CANARY_SUBJECT, CANARY_REFERENCE
+MALFORMED = [
+    # (row, the problem as the refusal words it, the bad cell or None)
+    pytest.param(
+        f"{S},research-consent,model-training,2025-01-01,,,{R}",
+        "have a missing or unknown basis",
+        "research-consent",
+        id="unknown-basis",
+    ),
+    pytest.param(
+        f"{S},,model-training,2025-01-01,,,{R}", "have a missing or unknown basis", None, id="missing-basis"
+    ),
+    pytest.param(
+        f"{S},irb-waiver,model-training,01/02/2025,,,{R}",
+        "have an unparsable date in granted_at",
+        "01/02/2025",
+        id="unparsable-granted_at",
+    ),
+    pytest.param(
+        f"{S},irb-waiver,model-training,2025-01-01,2026-13-01,,{R}",
+        "have an unparsable date in expires_at",
+        "2026-13-01",
+        id="unparsable-expires_at",
+    ),
+    pytest.param(
+        f"{S},irb-waiver,model-training,2025-01-01,,soon,{R}",
+        "have an unparsable date in revoked_at",
+        "soon",
+        id="unparsable-revoked_at",
+    ),
+    pytest.param(f"{S},irb-waiver,model-training,,,,{R}", "have no granted_at", None, id="no-granted_at"),
+    pytest.param(
+        f"   ,irb-waiver,model-training,2025-01-01,,,{R}",
+        "have an empty subject_id",
+        None,
+        id="blank-subject_id",
+    ),
+    pytest.param(
+        f",irb-waiver,model-training,2025-01-01,,,{R}",
+        "have an empty subject_id",
+        None,
+        id="empty-subject_id",
+    ),
+    pytest.param(f"{S},irb-waiver,,2025-01-01,,,{R}", "list no purposes", None, id="no-purposes"),
+    pytest.param(f"{S},irb-waiver, ; ;,2025-01-01,,,{R}", "list no purposes", None, id="only-separators"),
+    pytest.param(
+        f"{S},irb-waiver,model-training,2025-01-02,2025-01-01,,{R}",
+        "have expires_at before granted_at",
+        None,
+        id="expires_at-before-granted_at",
+    ),
+    pytest.param(
+        f"{S},irb-waiver,model-training,2025-01-02,,2025-01-01,{R}",
+        "have revoked_at before granted_at",
+        None,
+        id="revoked_at-before-granted_at",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad_row", "problem", "bad_cell"), MALFORMED)
+def test_malformed_rows_are_counted_and_never_quoted(
+    tmp_path: Path, bad_row: str, problem: str, bad_cell: str | None
+) -> None:
+    path = write_csv(tmp_path, GOOD_ROW, bad_row, bad_row)
+
+    with pytest.raises(ConsentRegistryError) as caught:
+        read_consent_registry(path)
+
+    (refusal,) = caught.value.refusals
+    assert f"2 row(s) {problem}" in refusal
+    text = refusal_text(caught.value)
+    assert CANARY_SUBJECT not in text
+    assert CANARY_REFERENCE not in text
+    if bad_cell is not None:
+        assert bad_cell not in text
+
+
+def test_several_problems_give_one_refusal_each_in_column_order(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        f"{S},irb-waiver,model-training,2025-01-01,,not-a-date,{R}",
+        f"{S},research-consent,model-training,2025-01-01,,,{R}",
+        f"{S},research-consent,,2025-01-01,,,{R}",
+    )
+    with pytest.raises(ConsentRegistryError) as caught:
+        read_consent_registry(path)
+    refusals = caught.value.refusals
+    assert len(refusals) == 3
+    assert "2 row(s) have a missing or unknown basis" in refusals[0]
+    assert "1 row(s) list no purposes" in refusals[1]
+    assert "1 row(s) have an unparsable date in revoked_at" in refusals[2]
+
+
+def test_an_opt_out_may_list_no_purpose(tmp_path: Path) -> None:
+    """An opt-out objects to every use, so an empty purposes cell is no malformation for it."""
+    path = write_csv(tmp_path, "p-1,opt-out,,2025-01-01,,,OPT-1")
+    (record,) = read_consent_registry(path).records
+    assert record.is_opt_out
+    assert record.purposes == ()
+
+
+def test_expiry_on_the_day_of_the_grant_is_not_malformed(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "p-1,irb-waiver,model-training,2025-01-01,2025-01-01,2025-01-01,")
+    (record,) = read_consent_registry(path).records
+    assert record.expires_at == record.granted_at == record.revoked_at
+
+
+class TestConsentRecord:
+    def test_is_frozen(self) -> None:
+        record = ConsentRecord(
+            subject_id="p", basis="irb-waiver", purposes=["model-training"], granted_at="2025-01-01"
+        )
+        with pytest.raises(ValidationError):
+            record.subject_id = "q"  # type: ignore[misc]
+
+    def test_validation_errors_do_not_quote_values(self) -> None:
+        with pytest.raises(ValidationError) as caught:
+            ConsentRecord(
+                subject_id=CANARY_SUBJECT, basis=CANARY_REFERENCE, purposes=["x"], granted_at="2025-01-01"
+            )
+        assert CANARY_REFERENCE not in str(caught.value)
+        assert CANARY_SUBJECT not in str(caught.value)
+
+    def test_refuses_unknown_fields(self) -> None:
+        with pytest.raises(ValidationError):
+            ConsentRecord(
+                subject_id="p", basis="irb-waiver", purposes=["x"], granted_at="2025-01-01", note="free text"
+            )
+
+
+def test_registry_groups_records_by_subject() -> None:
+    def record(subject: str, basis: str) -> ConsentRecord:
+        return ConsentRecord(
+            subject_id=subject, basis=basis, purposes=["model-training"], granted_at="2025-01-01"
+        )
+
+    records = (record("a", "irb-waiver"), record("b", "opt-out"), record(" a", "opt-out"))
+    registry = ConsentRegistry(source="memory", records=records)
+    assert len(registry) == 3
+    assert registry.subject_ids == ("a", "b")
+    assert [r.basis for r in registry.records_for("a")] == [ConsentBasis.IRB_WAIVER, ConsentBasis.OPT_OUT]
+
+
+def test_repr_names_no_subject_and_no_reference() -> None:
+    """A record or registry that ends up in a log line shows counts and bases, not who or which document."""
+    record = ConsentRecord(
+        subject_id=CANARY_SUBJECT,
+        basis="irb-waiver",
+        purposes=["model-training"],
+        granted_at="2025-01-01",
+        reference=CANARY_REFERENCE,
+    )
+    registry = ConsentRegistry(source="memory", records=(record,))
+    for text in (repr(record), str(record), repr(registry), str(registry)):
+        assert CANARY_SUBJECT not in text
+        assert CANARY_REFERENCE not in text
+    assert "records=1" in repr(registry)

@@ -1,0 +1,228 @@
+"""The engine end to end on small synthetic datasets: what is published, what is refused, and that a
+refused run publishes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_phi_guard.engine.executor import govern
+from airflow_phi_guard.exceptions import (
+    ConsentRegistryError,
+    PolicyViolationError,
+    PseudonymKeyError,
+    ResidualPhiError,
+    SubjectColumnMissingError,
+    UndeclaredColumnsError,
+)
+from airflow_phi_guard.policy import parse_policy
+from airflow_phi_guard.report import Verdict
+
+AS_OF = date(2026, 12, 1)
+KEY = b"test-key-not-a-secret"
+
+POLICY = """\
+name: test-policy
+version: 3
+purpose: model-training
+model: {name: test-model, version: "2"}
+recipient: internal-ml-platform
+subject: PATIENT
+undeclared: %(undeclared)s
+consent:
+  bases: [research-authorization, irb-waiver]
+deidentification:
+  method: expert-determination
+  zip3_vintage: census-2020
+columns:
+  PATIENT:   {treatment: pseudonymize, as: PATIENT_KEY, justification: "split by patient"}
+  BIRTHDATE: {treatment: age, as: AGE, justification: "predictor"}
+  ZIP:       {treatment: zip3, as: ZIP3, justification: "region"}
+  VISIT:     {treatment: year, as: VISIT_YEAR, justification: "trend"}
+  SSN:       {treatment: drop, justification: "not needed"}
+  NOTE:      {treatment: keep, justification: "free text, scanned"}
+"""
+
+CONSENT = """\
+subject_id,basis,purposes,granted_at,expires_at,revoked_at,reference
+p-admitted,research-authorization,model-training;research,2020-01-01,,,AUTH-1
+p-waiver,irb-waiver,model-training,2026-12-01,,,IRB-1
+p-treatment,treatment-consent,model-training,2020-01-01,,,TC-1
+p-purpose,research-authorization,research,2020-01-01,,,AUTH-2
+p-future,research-authorization,model-training,2026-12-02,,,AUTH-3
+p-expired,research-authorization,model-training,2020-01-01,2026-12-01,,AUTH-4
+p-revoked,research-authorization,model-training,2020-01-01,,2026-12-01,AUTH-5
+p-opted,research-authorization,model-training,2020-01-01,,,AUTH-6
+p-opted,opt-out,,2026-11-30,,,OPT-1
+"""
+
+SUBJECTS = ["p-admitted", "p-waiver", "p-treatment", "p-purpose", "p-future", "p-expired", "p-revoked",
+            "p-opted", "p-unknown", None]
+
+
+def _source(tmp_path: Path, *, notes: list[str | None] | None = None, extra: dict | None = None) -> Path:
+    rows = len(SUBJECTS)
+    columns = {
+        "PATIENT": pa.array(SUBJECTS, pa.string()),
+        "BIRTHDATE": pa.array([date(1980, 6, 15), date(1934, 11, 20)] + [date(2000, 1, 1)] * (rows - 2)),
+        "ZIP": pa.array(["68504", "69210"] + ["02139-4307"] * (rows - 2)),
+        "VISIT": pa.array(["2020-12-31T22:30:00-05:00", "2022-07-20"] + ["2024-03-01"] * (rows - 2)),
+        "SSN": pa.array(["999-49-3983"] * rows),
+        "NOTE": pa.array(notes if notes is not None else ["routine visit"] * rows),
+    }
+    columns.update(extra or {})
+    path = tmp_path / "source.parquet"
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _consent(tmp_path: Path, text: str = CONSENT) -> Path:
+    path = tmp_path / "consent.csv"
+    path.write_text(text)
+    return path
+
+
+def _run(tmp_path: Path, *, undeclared: str = "refuse", key: bytes | None = KEY, consent: str | None = CONSENT,
+         **source_options):
+    policy = parse_policy(POLICY % {"undeclared": undeclared})
+    output = tmp_path / "out" / "governed.parquet"
+    result = govern(
+        policy,
+        _source(tmp_path, **source_options),
+        output,
+        consent=_consent(tmp_path, consent) if consent is not None else None,
+        as_of=AS_OF,
+        pseudonym_key=key,
+    )
+    return result, output
+
+
+def _expected_pseudonym(value: str) -> str:
+    return hmac.new(KEY, value.encode(), hashlib.sha256).hexdigest()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+class TestPublished:
+    def test_only_consented_rows_are_published_and_the_rest_counted_by_reason(self, tmp_path: Path):
+        result, output = _run(tmp_path)
+        report = result.report
+
+        assert report.verdict is Verdict.PUBLISHED
+        assert report.rows.read == 10
+        assert report.rows.admitted == 2  # p-admitted (granted before), p-waiver (granted on the as-of date)
+        assert report.rows.excluded == {
+            "basis-not-accepted": 1,
+            "expired": 1,
+            "no-record": 1,
+            "no-subject-id": 1,
+            "not-yet-valid": 1,
+            "opted-out": 1,
+            "purpose-not-covered": 1,
+            "revoked": 1,
+        }
+        assert pq.read_table(output).num_rows == 2
+
+    def test_output_has_exactly_the_treated_allowlisted_columns(self, tmp_path: Path):
+        _result, output = _run(tmp_path)
+        table = pq.read_table(output)
+
+        assert table.column_names == ["PATIENT_KEY", "AGE", "ZIP3", "VISIT_YEAR", "NOTE"]
+        assert table["PATIENT_KEY"].to_pylist() == [_expected_pseudonym("p-admitted"), _expected_pseudonym("p-waiver")]
+        # born 1980-06-15: 46 on 2026-12-01; born 1934-11-20: 92, so "90 or older"
+        assert table["AGE"].to_pylist() == [46, 90]
+        # 685 is open; 692 is restricted in every vintage and becomes 000
+        assert table["ZIP3"].to_pylist() == ["685", "000"]
+        # the year as recorded, not after conversion to UTC (which would give 2021)
+        assert table["VISIT_YEAR"].to_pylist() == [2020, 2022]
+
+    def test_report_names_each_column_with_identifier_and_treatment(self, tmp_path: Path):
+        result, _output = _run(tmp_path)
+        by_source = {column.source: column for column in result.report.columns}
+
+        assert by_source["SSN"].output is None and by_source["SSN"].identifier == "G"
+        assert by_source["BIRTHDATE"].output == "AGE" and by_source["BIRTHDATE"].identifier == "C"
+        assert by_source["ZIP"].identifier == "B"
+        assert by_source["NOTE"].identifier is None
+        assert result.report.pseudonym_key_fingerprint is not None
+        assert KEY.decode() not in result.report.to_json()
+
+    def test_undeclared_columns_are_dropped_when_the_policy_says_drop(self, tmp_path: Path):
+        result, output = _run(tmp_path, undeclared="drop", extra={"FIRST": pa.array(["Alice368"] * 10)})
+
+        assert result.report.published
+        assert "FIRST" not in pq.read_table(output).column_names
+        first = next(column for column in result.report.columns if column.source == "FIRST")
+        assert (first.declared, first.output, first.identifier) == (False, None, "A")
+
+
+class TestRefused:
+    @pytest.mark.parametrize(
+        ("options", "error", "named"),
+        [
+            # a column the policy does not declare, under `undeclared: refuse`
+            ({"extra": {"FIRST": pa.array(["Alice368"] * 10)}}, UndeclaredColumnsError, ["FIRST"]),
+            # kept free text holding an SSN, a phone number, an email address: named by column and letter
+            ({"notes": ["call 402-555-0199"] + ["ok"] * 9}, ResidualPhiError, ["NOTE", "D"]),
+            ({"notes": ["ssn 123-45-6789"] + ["ok"] * 9}, ResidualPhiError, ["NOTE", "G"]),
+            ({"notes": ["mail jane.doe@example.org"] + ["ok"] * 9}, ResidualPhiError, ["NOTE", "F"]),
+            # no pseudonym key for a pseudonymize treatment
+            ({"key": None}, PseudonymKeyError, ["pseudonym key"]),
+            # no consent registry, an empty one, a malformed one
+            ({"consent": None}, ConsentRegistryError, ["consent registry"]),
+            ({"consent": "subject_id,basis\n"}, ConsentRegistryError, []),
+            ({"consent": CONSENT.replace("irb-waiver,model", "verbal-ok,model")}, ConsentRegistryError, []),
+        ],
+    )
+    def test_refusal_publishes_nothing_and_names_no_value(self, tmp_path: Path, options, error, named):
+        result, output = _run(tmp_path, **options)
+
+        assert result.report.verdict is Verdict.REFUSED
+        assert result.report.output is None
+        assert not output.exists()
+        assert _leftovers(output.parent) == []  # no temporary file left behind either
+        with pytest.raises(error) as caught:
+            result.raise_for_verdict("report.json")
+        message = str(caught.value)
+        for name in named:
+            assert name in message
+        for value in ("402-555-0199", "123-45-6789", "jane.doe@example.org", "Alice368", "p-admitted"):
+            assert value not in message
+            assert value not in result.report.to_json()
+
+    def test_subject_column_missing(self, tmp_path: Path):
+        policy = parse_policy(POLICY % {"undeclared": "refuse"})
+        source = tmp_path / "no_subject.parquet"
+        pq.write_table(pa.table({"BIRTHDATE": [date(1980, 1, 1)], "ZIP": ["68504"], "VISIT": ["2020-01-01"],
+                                 "SSN": ["x"], "NOTE": ["y"]}), source)
+
+        result = govern(policy, source, tmp_path / "out.parquet", consent=_consent(tmp_path), as_of=AS_OF,
+                        pseudonym_key=KEY)
+
+        assert not result.report.published
+        with pytest.raises(SubjectColumnMissingError, match="PATIENT"):
+            result.raise_for_verdict()
+
+    def test_a_refused_run_leaves_an_earlier_output_untouched(self, tmp_path: Path):
+        _result, output = _run(tmp_path)
+        published = output.read_bytes()
+
+        refused, _ = _run(tmp_path, notes=["call 402-555-0199"] * 10)
+
+        assert not refused.report.published
+        assert output.read_bytes() == published
+
+    def test_several_refusals_are_all_reported(self, tmp_path: Path):
+        result, _ = _run(tmp_path, key=None, extra={"FIRST": pa.array(["Alice368"] * 10)})
+
+        with pytest.raises(PolicyViolationError) as caught:
+            result.raise_for_verdict()
+        assert len(caught.value.refusals) == 2
