@@ -82,7 +82,9 @@ def _readmission_labels(extract: pa.Table) -> pa.Array:
     """For each encounter: does the same patient start an acute encounter within 30 days after it ends?"""
     acute_starts: dict[str, list[datetime]] = defaultdict(list)
     for patient, start, encounter_class in zip(
-        extract["PATIENT"].to_pylist(), extract["START"].to_pylist(), extract["ENCOUNTERCLASS"].to_pylist(),
+        extract["PATIENT"].to_pylist(),
+        extract["START"].to_pylist(),
+        extract["ENCOUNTERCLASS"].to_pylist(),
         strict=True,
     ):
         if encounter_class in ACUTE_CLASSES:

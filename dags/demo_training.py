@@ -11,7 +11,9 @@ LABEL = "READMITTED_30D"
 GROUP = "PATIENT_KEY"
 
 
-def train_readmission_model(governed: str | os.PathLike[str], model_path: str | os.PathLike[str]) -> dict[str, float]:
+def train_readmission_model(
+    governed: str | os.PathLike[str], model_path: str | os.PathLike[str]
+) -> dict[str, float]:
     """Fit a logistic regression, holding out a quarter of the patients; return value-free metrics.
 
     :param governed: the governed Parquet file.
@@ -30,15 +32,23 @@ def train_readmission_model(governed: str | os.PathLike[str], model_path: str | 
     frame = pd.read_parquet(governed)
     features = frame[CATEGORICAL + NUMERIC].astype({name: "object" for name in CATEGORICAL})
     labels = frame[LABEL].astype(int)
-    train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=7).split(
-        features, labels, groups=frame[GROUP]
-    ))
+    train, test = next(
+        GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=7).split(
+            features, labels, groups=frame[GROUP]
+        )
+    )
 
     pipeline = make_pipeline(
         ColumnTransformer(
             [
-                ("categorical", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
-                                              OneHotEncoder(handle_unknown="ignore")), CATEGORICAL),
+                (
+                    "categorical",
+                    make_pipeline(
+                        SimpleImputer(strategy="constant", fill_value="missing"),
+                        OneHotEncoder(handle_unknown="ignore"),
+                    ),
+                    CATEGORICAL,
+                ),
                 ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), NUMERIC),
             ]
         ),

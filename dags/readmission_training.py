@@ -17,6 +17,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Asset, task
 
+from airflow_phi_guard.lineage.datasets import asset_uri
 from airflow_phi_guard.operators.policy import PhiPolicyOperator
 from airflow_phi_guard.operators.quality import GovernedDatasetValidationOperator
 
@@ -41,7 +42,7 @@ with DAG(
     doc_md=__doc__,
 ):
 
-    @task(outlets=[Asset(RAW_EXTRACT.as_uri()), Asset(CONSENT_REGISTRY.as_uri())])
+    @task(outlets=[Asset(asset_uri(RAW_EXTRACT)), Asset(asset_uri(CONSENT_REGISTRY))])
     def prepare_inputs(as_of: str) -> None:
         """Stand in for the warehouse: write the raw extract and the consent registry."""
         import sys
@@ -70,7 +71,7 @@ with DAG(
         gx_project_dir=str(OUTPUT / "gx"),
     )
 
-    @task(inlets=[Asset(GOVERNED.as_uri())], outlets=[Asset(MODEL.as_uri())])
+    @task(inlets=[Asset(asset_uri(GOVERNED))], outlets=[Asset(asset_uri(MODEL))])
     def train_model() -> dict[str, float]:
         """Train the readmission model on the governed set only, splitting by patient."""
         import sys

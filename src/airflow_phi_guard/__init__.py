@@ -21,7 +21,10 @@ def get_provider_info() -> dict[str, object]:
         "operators": [
             {
                 "integration-name": "PHI Guard",
-                "python-modules": ["airflow_phi_guard.operators.policy", "airflow_phi_guard.operators.quality"],
+                "python-modules": [
+                    "airflow_phi_guard.operators.policy",
+                    "airflow_phi_guard.operators.quality",
+                ],
             }
         ],
         "integrations": [

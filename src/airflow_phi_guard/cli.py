@@ -6,16 +6,21 @@ import argparse
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from airflow_phi_guard.exceptions import PhiGuardError, PolicyError, PolicyViolationError
 from airflow_phi_guard.report import GovernanceReport
+
+if TYPE_CHECKING:
+    from airflow_phi_guard.engine.executor import GovernanceResult
+    from airflow_phi_guard.lineage.build import RunLineage
+    from airflow_phi_guard.policy.models import Policy
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +106,7 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     policy = load_policy(arguments.policy)
     as_of = arguments.as_of or datetime.now(UTC).date()
     key = os.environ.get(PSEUDONYM_KEY_VARIABLE)
-    run_id = str(uuid.uuid7()) if hasattr(uuid, "uuid7") else str(uuid.uuid4())
-    lineage = _CliLineage(arguments.events, policy, run_id) if arguments.events else None
+    lineage = _CliLineage(arguments, policy, as_of) if arguments.events else None
     if lineage:
         lineage.start()
 
@@ -117,7 +121,7 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
         )
     except Exception:
         if lineage:
-            lineage.fail(None)
+            lineage.fail()
         raise
 
     report = result.report
@@ -190,38 +194,50 @@ def _print_report(report: GovernanceReport, console: Console) -> None:
 class _CliLineage:
     """START, then COMPLETE or FAIL, appended to an event log; never fails the command."""
 
-    def __init__(self, events: Path, policy, run_id: str) -> None:
-        self.events = events
+    def __init__(self, arguments: argparse.Namespace, policy: Policy, as_of: date) -> None:
+        from airflow_phi_guard.lineage.emit import new_run_id
+
+        self.arguments = arguments
         self.policy = policy
-        self.run_id = run_id
+        self.as_of = as_of
+        self.run_id = new_run_id()
         self.job_name = f"apply.{policy.name}"
 
     def start(self) -> None:
-        from airflow_phi_guard.lineage.build import lineage_for_start
-        from airflow_phi_guard.lineage.emit import emit_event
+        self._emit("START", self._start_lineage())
 
-        emit_event(
-            "START", lineage_for_start(self.policy), events_path=self.events,
-            job_namespace=CLI_JOB_NAMESPACE, job_name=self.job_name, run_id=self.run_id,
-        )
-
-    def finish(self, result) -> None:
+    def finish(self, result: GovernanceResult) -> None:
         from airflow_phi_guard.lineage.build import lineage_for_report
-        from airflow_phi_guard.lineage.emit import emit_event
 
-        parts = lineage_for_report(result.report, self.policy, input_schema=result.plan.schema)
-        emit_event(
-            "COMPLETE" if result.report.published else "FAIL", parts, events_path=self.events,
-            job_namespace=CLI_JOB_NAMESPACE, job_name=self.job_name, run_id=self.run_id,
+        lineage = lineage_for_report(
+            result.report, self.policy, input_schema=result.plan.schema, output_schema=result.output_schema
+        )
+        self._emit("COMPLETE" if result.report.published else "FAIL", lineage)
+
+    def fail(self) -> None:
+        self._emit("FAIL", self._start_lineage())
+
+    def _start_lineage(self) -> RunLineage:
+        from airflow_phi_guard.lineage.build import lineage_for_start
+
+        return lineage_for_start(
+            self.policy,
+            input_path=self.arguments.input,
+            output_path=self.arguments.output,
+            consent_registry=self.arguments.consent,
+            as_of=self.as_of,
         )
 
-    def fail(self, _report) -> None:
-        from airflow_phi_guard.lineage.build import lineage_for_start
+    def _emit(self, event_type: str, lineage: RunLineage) -> None:
         from airflow_phi_guard.lineage.emit import emit_event
 
         emit_event(
-            "FAIL", lineage_for_start(self.policy), events_path=self.events,
-            job_namespace=CLI_JOB_NAMESPACE, job_name=self.job_name, run_id=self.run_id,
+            event_type,
+            lineage,
+            events_path=self.arguments.events,
+            job_namespace=CLI_JOB_NAMESPACE,
+            job_name=self.job_name,
+            run_id=self.run_id,
         )
 
 

@@ -106,6 +106,13 @@ class InvalidValuesError(PhiGuardError, ValueError):
 class QualityCheckFailedError(PolicyViolationError):
     """The governed dataset failed a Great Expectations check derived from its policy."""
 
+    def __init__(self, refusals: list[str], report_path: str | None = None) -> None:
+        super().__init__(refusals, report_path)
+        message = "the governed dataset failed its validation: " + "; ".join(self.refusals)
+        if report_path:
+            message += f" (full report: {report_path})"
+        self.args = (message,)
+
 
 class DataProcessingError(PhiGuardError):
     """Reading, converting or writing the data failed; the underlying message is withheld.

@@ -62,8 +62,18 @@ p-opted,research-authorization,model-training,2020-01-01,,,AUTH-6
 p-opted,opt-out,,2026-11-30,,,OPT-1
 """
 
-SUBJECTS = ["p-admitted", "p-waiver", "p-treatment", "p-purpose", "p-future", "p-expired", "p-revoked",
-            "p-opted", "p-unknown", None]
+SUBJECTS = [
+    "p-admitted",
+    "p-waiver",
+    "p-treatment",
+    "p-purpose",
+    "p-future",
+    "p-expired",
+    "p-revoked",
+    "p-opted",
+    "p-unknown",
+    None,
+]
 
 
 def _source(tmp_path: Path, *, notes: list[str | None] | None = None, extra: dict | None = None) -> Path:
@@ -88,8 +98,14 @@ def _consent(tmp_path: Path, text: str = CONSENT) -> Path:
     return path
 
 
-def _run(tmp_path: Path, *, undeclared: str = "refuse", key: bytes | None = KEY, consent: str | None = CONSENT,
-         **source_options):
+def _run(
+    tmp_path: Path,
+    *,
+    undeclared: str = "refuse",
+    key: bytes | None = KEY,
+    consent: str | None = CONSENT,
+    **source_options,
+):
     policy = parse_policy(POLICY % {"undeclared": undeclared})
     output = tmp_path / "out" / "governed.parquet"
     result = govern(
@@ -136,7 +152,10 @@ class TestPublished:
         table = pq.read_table(output)
 
         assert table.column_names == ["PATIENT_KEY", "AGE", "ZIP3", "VISIT_YEAR", "NOTE"]
-        assert table["PATIENT_KEY"].to_pylist() == [_expected_pseudonym("p-admitted"), _expected_pseudonym("p-waiver")]
+        assert table["PATIENT_KEY"].to_pylist() == [
+            _expected_pseudonym("p-admitted"),
+            _expected_pseudonym("p-waiver"),
+        ]
         # born 1980-06-15: 46 on 2026-12-01; born 1934-11-20: 92, so "90 or older"
         assert table["AGE"].to_pylist() == [46, 90]
         # 685 is open; 692 is restricted in every vintage and becomes 000
@@ -201,11 +220,27 @@ class TestRefused:
     def test_subject_column_missing(self, tmp_path: Path):
         policy = parse_policy(POLICY % {"undeclared": "refuse"})
         source = tmp_path / "no_subject.parquet"
-        pq.write_table(pa.table({"BIRTHDATE": [date(1980, 1, 1)], "ZIP": ["68504"], "VISIT": ["2020-01-01"],
-                                 "SSN": ["x"], "NOTE": ["y"]}), source)
+        pq.write_table(
+            pa.table(
+                {
+                    "BIRTHDATE": [date(1980, 1, 1)],
+                    "ZIP": ["68504"],
+                    "VISIT": ["2020-01-01"],
+                    "SSN": ["x"],
+                    "NOTE": ["y"],
+                }
+            ),
+            source,
+        )
 
-        result = govern(policy, source, tmp_path / "out.parquet", consent=_consent(tmp_path), as_of=AS_OF,
-                        pseudonym_key=KEY)
+        result = govern(
+            policy,
+            source,
+            tmp_path / "out.parquet",
+            consent=_consent(tmp_path),
+            as_of=AS_OF,
+            pseudonym_key=KEY,
+        )
 
         assert not result.report.published
         with pytest.raises(SubjectColumnMissingError, match="PATIENT"):

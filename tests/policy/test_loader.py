@@ -64,34 +64,61 @@ def _line_of(text: str, needle: str) -> int:
 # Each row: an edit to the minimal policy, the key the error must name, and the text on the offending line.
 REFUSED_POLICIES = [
     # an unknown key anywhere is refused, not ignored
-    ("  SSN:       {treatment: drop, justification: \"not needed\"}",
-     "  SSN:       {treatment: drop, justification: \"not needed\", reason: x}", "columns.SSN.reason", "SSN:"),
+    (
+        '  SSN:       {treatment: drop, justification: "not needed"}',
+        '  SSN:       {treatment: drop, justification: "not needed", reason: x}',
+        "columns.SSN.reason",
+        "SSN:",
+    ),
     ("recipient: internal-ml-platform", "recipient: internal-ml-platform\nowner: someone", "owner", "owner:"),
     # an unknown treatment
     ("{treatment: zip3,", "{treatment: zip5,", "columns.ZIP.treatment", "ZIP:"),
     # an unknown basis
-    ("[research-authorization, irb-waiver]", "[research-authorization, verbal-ok]", "consent.bases.1", "bases:"),
+    (
+        "[research-authorization, irb-waiver]",
+        "[research-authorization, verbal-ok]",
+        "consent.bases.1",
+        "bases:",
+    ),
     # consent to treatment is no basis for training (164.506(b))
     ("[research-authorization, irb-waiver]", "[treatment-consent]", "consent.bases", "bases:"),
     # every allowlist entry needs a justification, and a blank one does not count
-    ('{treatment: drop, justification: "not needed"}', "{treatment: drop}", "columns.SSN.justification", "SSN:"),
-    ('{treatment: drop, justification: "not needed"}', '{treatment: drop, justification: "  "}',
-     "columns.SSN.justification", "SSN:"),
+    (
+        '{treatment: drop, justification: "not needed"}',
+        "{treatment: drop}",
+        "columns.SSN.justification",
+        "SSN:",
+    ),
+    (
+        '{treatment: drop, justification: "not needed"}',
+        '{treatment: drop, justification: "  "}',
+        "columns.SSN.justification",
+        "SSN:",
+    ),
     # an unknown method and vintage
     ("method: expert-determination", "method: anonymized", "deidentification.method", "method:"),
-    ("method: expert-determination", "method: expert-determination\n  zip3_vintage: census-1990",
-     "deidentification.zip3_vintage", "zip3_vintage:"),
+    (
+        "method: expert-determination",
+        "method: expert-determination\n  zip3_vintage: census-1990",
+        "deidentification.zip3_vintage",
+        "zip3_vintage:",
+    ),
     # the subject column must be declared
     ("subject: PATIENT", "subject: PERSON_ID", None, None),
     # a key given twice is an error, not a silent overwrite
-    ("recipient: internal-ml-platform", "recipient: internal-ml-platform\nrecipient: vendor", "recipient",
-     "recipient: vendor"),
+    (
+        "recipient: internal-ml-platform",
+        "recipient: internal-ml-platform\nrecipient: vendor",
+        "recipient",
+        "recipient: vendor",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("old", "new", "key", "line_text"), REFUSED_POLICIES)
-def test_bad_policy_names_file_key_and_line(tmp_path: Path, old: str, new: str, key: str | None,
-                                            line_text: str | None):
+def test_bad_policy_names_file_key_and_line(
+    tmp_path: Path, old: str, new: str, key: str | None, line_text: str | None
+):
     assert old in MINIMAL_POLICY
     text = MINIMAL_POLICY.replace(old, new, 1)
     path = tmp_path / "bad.yaml"
@@ -121,8 +148,9 @@ def test_unreadable_and_not_yaml_files_are_policy_errors(tmp_path: Path):
 
 
 def test_two_columns_written_under_one_name_are_refused():
-    text = MINIMAL_POLICY.replace('{treatment: zip3, justification: "region"}',
-                                  '{treatment: zip3, as: AGE, justification: "region"}')
+    text = MINIMAL_POLICY.replace(
+        '{treatment: zip3, justification: "region"}', '{treatment: zip3, as: AGE, justification: "region"}'
+    )
     with pytest.raises(PolicyError, match="AGE"):
         parse_policy(text)
 

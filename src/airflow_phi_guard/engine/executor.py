@@ -1,4 +1,4 @@
-"""The Arrow executor: carries out a plan in one streaming pass and publishes the result only if every check passed."""
+"""The Arrow executor: carries out a plan in one streaming pass and publishes only if every check passed."""
 
 from __future__ import annotations
 
@@ -65,6 +65,11 @@ class GovernanceResult:
     report: GovernanceReport
     plan: Plan
     refusals: tuple[Refusal, ...] = ()
+
+    @property
+    def output_schema(self) -> pa.Schema:
+        """The schema of the governed set: the published columns, under their output names and types."""
+        return output_schema(self.plan)
 
     def raise_for_verdict(self, report_path: str | None = None) -> None:
         """Raise the refusal's error when nothing was published.
@@ -137,7 +142,9 @@ def _govern(
 
     admission = None
     if consent is None:
-        refusals.append(Refusal(ConsentRegistryError, "no consent registry was given; no record can be admitted"))
+        refusals.append(
+            Refusal(ConsentRegistryError, "no consent registry was given; no record can be admitted")
+        )
     else:
         try:
             registry = read_consent_registry(consent)
@@ -156,8 +163,9 @@ def _govern(
         )
 
     def report(verdict: Verdict, tally: _Tally, published_at: Path | None) -> GovernanceReport:
-        return _build_report(policy, plan, source_path, consent, as_of, pseudonym_key, verdict, tally, refusals,
-                             published_at)
+        return _build_report(
+            policy, plan, source_path, consent, as_of, pseudonym_key, verdict, tally, refusals, published_at
+        )
 
     tally = _Tally()
     if refusals:
@@ -169,16 +177,21 @@ def _govern(
     temporary = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with pq.ParquetWriter(temporary, _output_schema(plan)) as writer:
+        schema = output_schema(plan)
+        with pq.ParquetWriter(temporary, schema) as writer:
             for batch in dataset.to_batches(columns=plan.read_columns, batch_size=batch_rows):
-                governed = _govern_batch(batch, plan, admission, treat, tally)
+                governed = _govern_batch(batch, plan, schema, admission, treat, tally)
                 if governed is not None and not tally.invalid:
                     writer.write_batch(governed)
         refusals.extend(_refusals_from(tally))
         if refusals:
             temporary.unlink()
-            log.info("policy %s refused the data after %d row(s): %d refusal(s)", policy.name, tally.read,
-                     len(refusals))
+            log.info(
+                "policy %s refused the data after %d row(s): %d refusal(s)",
+                policy.name,
+                tally.read,
+                len(refusals),
+            )
             return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
         os.replace(temporary, output_path)
     finally:
@@ -186,12 +199,18 @@ def _govern(
 
     log.info(
         "policy %s (%s) published %d of %d row(s), %d column(s)",
-        policy.name, policy.digest, tally.admitted, tally.read, len(plan.published),
+        policy.name,
+        policy.digest,
+        tally.admitted,
+        tally.read,
+        len(plan.published),
     )
     return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path), plan)
 
 
-def _treatments(policy: Policy, as_of: date, key: bytes | None) -> dict[Treatment, Callable[[pa.Array], pa.Array]]:
+def _treatments(
+    policy: Policy, as_of: date, key: bytes | None
+) -> dict[Treatment, Callable[[pa.Array], pa.Array]]:
     vintage = policy.deidentification.zip3_vintage
     return {
         Treatment.KEEP: lambda values: values,
@@ -203,7 +222,8 @@ def _treatments(policy: Policy, as_of: date, key: bytes | None) -> dict[Treatmen
     }
 
 
-def _output_schema(plan: Plan) -> pa.Schema:
+def output_schema(plan: Plan) -> pa.Schema:
+    """The schema a plan publishes: each published column under its output name and treated type."""
     fields = []
     for column in plan.published:
         source_type = plan.schema.field(column.source).type
@@ -214,6 +234,7 @@ def _output_schema(plan: Plan) -> pa.Schema:
 def _govern_batch(
     batch: pa.RecordBatch,
     plan: Plan,
+    schema: pa.Schema,
     admission: ConsentAdmission,
     treat: dict[Treatment, Callable[[pa.Array], pa.Array]],
     tally: _Tally,
@@ -237,7 +258,7 @@ def _govern_batch(
             tally.invalid[column.source] = InvalidValuesError(count, error.expected)
     if tally.invalid:
         return None
-    return pa.RecordBatch.from_arrays(arrays, schema=_output_schema(plan))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _scan(column: ColumnPlan, values: pa.Array, tally: _Tally) -> None:
@@ -248,7 +269,9 @@ def _scan(column: ColumnPlan, values: pa.Array, tally: _Tally) -> None:
 
 def _refusals_from(tally: _Tally) -> list[Refusal]:
     refusals = [
-        Refusal(TreatmentNotApplicableError, f"column {source}: {error.count} value(s) are not {error.expected}")
+        Refusal(
+            TreatmentNotApplicableError, f"column {source}: {error.count} value(s) are not {error.expected}"
+        )
         for source, error in sorted(tally.invalid.items())
     ]
     for (source, identifier), count in sorted(tally.findings.items()):
@@ -292,7 +315,9 @@ def _build_report(
             if pseudonym_key and plan.uses(Treatment.PSEUDONYMIZE)
             else None
         ),
-        rows=RowCounts(read=tally.read, admitted=tally.admitted, excluded=dict(sorted(tally.excluded.items()))),
+        rows=RowCounts(
+            read=tally.read, admitted=tally.admitted, excluded=dict(sorted(tally.excluded.items()))
+        ),
         columns=[
             ColumnDecision(
                 source=column.source,

@@ -1,4 +1,4 @@
-"""The plan: what happens to every source column, decided from the policy and the schema, before any row is read."""
+"""The plan: what happens to every source column, decided from policy and schema before any row is read."""
 
 from __future__ import annotations
 

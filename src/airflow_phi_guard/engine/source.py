@@ -1,4 +1,4 @@
-"""Open a source dataset (Parquet file or folder, or CSV) as a ``pyarrow.dataset`` without reading its rows."""
+"""Open a source dataset (Parquet file or folder, or CSV) as a ``pyarrow.dataset``, reading no rows."""
 
 from __future__ import annotations
 

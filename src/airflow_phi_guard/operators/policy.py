@@ -82,8 +82,13 @@ class PhiPolicyOperator(BaseOperator):
         report.write(self.report_path)
         self.log.info(
             "policy %s v%d (%s): %s, %d of %d row(s) admitted; report at %s",
-            policy.name, policy.version, policy.digest, report.verdict.value,
-            report.rows.admitted, report.rows.read, self.report_path,
+            policy.name,
+            policy.version,
+            policy.digest,
+            report.verdict.value,
+            report.rows.admitted,
+            report.rows.read,
+            self.report_path,
         )
 
         try:
@@ -110,7 +115,15 @@ class PhiPolicyOperator(BaseOperator):
         from airflow_phi_guard.lineage.build import lineage_for_start
         from airflow_phi_guard.policy.loader import load_policy
 
-        return _operator_lineage(lineage_for_start(load_policy(self.policy_path)))
+        return _operator_lineage(
+            lineage_for_start(
+                load_policy(self.policy_path),
+                input_path=self.input_path,
+                output_path=self.output_path,
+                consent_registry=self.consent_path,
+                as_of=date.fromisoformat(self.as_of),
+            )
+        )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         from airflow_phi_guard.lineage.build import lineage_for_report
@@ -120,7 +133,10 @@ class PhiPolicyOperator(BaseOperator):
             return self.get_openlineage_facets_on_start()
         return _operator_lineage(
             lineage_for_report(
-                self._result.report, load_policy(self.policy_path), input_schema=self._result.plan.schema
+                self._result.report,
+                load_policy(self.policy_path),
+                input_schema=self._result.plan.schema,
+                output_schema=self._result.output_schema,
             )
         )
 

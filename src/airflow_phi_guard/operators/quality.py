@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -21,7 +22,8 @@ class GovernedDatasetValidationOperator(BaseOperator):
     The suite follows from the policy and the governance report: the output columns are exactly the
     allowlisted ones, kept text holds no SSN, phone or email patterns, ZIP3 values are three digits, ages
     at most 90. Results use a format without cell values, so nothing from the data reaches XCom or Data
-    Docs. A failed expectation fails the task without retry.
+    Docs. A failed expectation fails the task without retry and withdraws the governed dataset, so that
+    no later task trains on a set that could not be shown to meet its policy.
 
     :param report_path: the governance report the policy task wrote. (templated)
     :param data_docs_dir: where to build the Data Docs site (``index.html``). (templated)
@@ -44,9 +46,11 @@ class GovernedDatasetValidationOperator(BaseOperator):
         from airflow_phi_guard.quality.validate import raise_for_failures, validate_governed_dataset
         from airflow_phi_guard.report import GovernanceReport
 
-        report = GovernanceReport.model_validate_json(open(self.report_path, encoding="utf-8").read())
+        report = GovernanceReport.model_validate_json(Path(self.report_path).read_text(encoding="utf-8"))
         if not report.published or report.output is None:
-            raise AirflowFailException(f"the governance report at {self.report_path} shows nothing was published")
+            raise AirflowFailException(
+                f"the governance report at {self.report_path} shows nothing was published"
+            )
         self._dataset = report.output
 
         self._summary = validate_governed_dataset(
@@ -59,13 +63,23 @@ class GovernedDatasetValidationOperator(BaseOperator):
         failed = sum(1 for result in self._summary.results if not result.success)
         self.log.info(
             "suite %s: %d expectation(s), %d failed; Data Docs at %s",
-            self._summary.suite_name, len(self._summary.results), failed, self._summary.data_docs_index,
+            self._summary.suite_name,
+            len(self._summary.results),
+            failed,
+            self._summary.data_docs_index,
         )
         try:
-            raise_for_failures(self._summary)
+            raise_for_failures(self._summary, self.report_path)
         except PolicyViolationError as violation:
+            self._unpublish(report.output)
             raise AirflowFailException(str(violation)) from None
-        return self._summary.to_xcom()
+        return self._summary.to_dict()
+
+    def _unpublish(self, dataset: str) -> None:
+        # A set that failed its checks must not be read by a later task or run, so it is withdrawn; the
+        # engine can publish it again from the same inputs once the cause is fixed.
+        Path(dataset).unlink(missing_ok=True)
+        self.log.warning("withdrew the governed dataset %s because it failed validation", dataset)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         from airflow.providers.openlineage.extractors import OperatorLineage
@@ -75,8 +89,9 @@ class GovernedDatasetValidationOperator(BaseOperator):
         if self._summary is None or self._dataset is None:
             return OperatorLineage()
         parts = validation_lineage(self._dataset, self._summary)
-        return OperatorLineage(inputs=list(parts.inputs), run_facets=dict(parts.run_facets),
-                               job_facets=dict(parts.job_facets))
+        return OperatorLineage(
+            inputs=list(parts.inputs), run_facets=dict(parts.run_facets), job_facets=dict(parts.job_facets)
+        )
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
         return self.get_openlineage_facets_on_complete(task_instance)

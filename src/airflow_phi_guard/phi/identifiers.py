@@ -54,5 +54,7 @@ _DESCRIPTIONS = {
     SafeHarborIdentifier.IP_ADDRESS: "IP addresses",
     SafeHarborIdentifier.BIOMETRIC_IDENTIFIER: "biometric identifiers, including finger and voice prints",
     SafeHarborIdentifier.FULL_FACE_PHOTOGRAPH: "full-face photographs and comparable images",
-    SafeHarborIdentifier.OTHER_UNIQUE_IDENTIFIER: "any other unique identifying number, characteristic or code",
+    SafeHarborIdentifier.OTHER_UNIQUE_IDENTIFIER: (
+        "any other unique identifying number, characteristic or code"
+    ),
 }

@@ -53,7 +53,9 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
     except ValidationError as error:
         first = error.errors()[0]
         key_path = tuple(str(part) for part in first["loc"])
-        raise PolicyError(file, ".".join(key_path) or None, _line_of(key_path, lines), _describe(first)) from error
+        raise PolicyError(
+            file, ".".join(key_path) or None, _line_of(key_path, lines), _describe(first)
+        ) from error
 
 
 def _to_python(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) -> Any:
@@ -67,7 +69,9 @@ def _to_python(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: 
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise PolicyError(file, ".".join(path) or None, key_node.start_mark.line + 1, "keys must be text")
+                raise PolicyError(
+                    file, ".".join(path) or None, key_node.start_mark.line + 1, "keys must be text"
+                )
             key = key_node.value
             child = (*path, key)
             if key in result:

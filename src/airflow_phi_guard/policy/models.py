@@ -95,7 +95,7 @@ class ConsentPolicy(_Frozen):
 
     bases: tuple[ConsentBasis, ...] = Field(
         min_length=1,
-        description="Accepted bases. `treatment-consent` and `opt-out` are refused: neither permits training.",
+        description="Accepted bases; `treatment-consent` and `opt-out` are refused: neither admits.",
     )
 
     @field_validator("bases")
@@ -117,7 +117,9 @@ class ConsentPolicy(_Frozen):
 class DeidentificationPolicy(_Frozen):
     """The de-identification route and the data it depends on."""
 
-    method: DeidentificationMethod = Field(description="safe-harbor, expert-determination or limited-data-set.")
+    method: DeidentificationMethod = Field(
+        description="safe-harbor, expert-determination or limited-data-set."
+    )
     zip3_vintage: Zip3Vintage = Field(
         default=Zip3Vintage.CENSUS_2020,
         description="Census vintage of the restricted ZIP3 list used by the `zip3` treatment.",
@@ -158,7 +160,8 @@ class Policy(_Frozen):
     consent: ConsentPolicy
     deidentification: DeidentificationPolicy
     columns: dict[Name, ColumnPolicy] = Field(
-        min_length=1, description="The allowlist: every source column the purpose may read, with its treatment."
+        min_length=1,
+        description="The allowlist: every source column the purpose may read, with its treatment.",
     )
 
     @model_validator(mode="after")
@@ -170,7 +173,9 @@ class Policy(_Frozen):
         outputs = [self.output_name(source) for source in self.columns]
         clashes = sorted({name for name in outputs if name is not None and outputs.count(name) > 1})
         if clashes:
-            raise ValueError(f"two columns would be written as {', '.join(clashes)}; give one a different 'as'")
+            raise ValueError(
+                f"two columns would be written as {', '.join(clashes)}; give one a different 'as'"
+            )
         return self
 
     def output_name(self, source: str) -> str | None:
@@ -183,5 +188,7 @@ class Policy(_Frozen):
     @property
     def digest(self) -> str:
         """A SHA-256 of the policy's content, independent of the file's layout and comments."""
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(
+            self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+        )
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,233 @@
+"""The custom OpenLineage facets of phi-guard: the policy and consent of a run, and the columns of its output.
+
+Each facet is an attrs class on the OpenLineage client's generated base classes, named ``phiGuard_<name>``
+in an event, with a versioned JSON Schema shipped beside this module under ``schemas/<SchemaVer>/``; the
+facet's ``_schemaURL`` is that schema's ``$id``. Fields are named as they appear in the JSON, which is why
+they are camelCase. A facet describes decisions (names, identifier letters, treatments, counts, digests),
+never data: nothing here may ever hold a cell value, a row or a subject id.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import attr
+from openlineage.client.generated.base import DatasetFacet, RunFacet
+from openlineage.client.utils import RedactMixin
+
+from airflow_phi_guard import __version__
+
+#: Identifies this package as the producer of a facet or an event: a git URL pinned to the release.
+PRODUCER = f"https://github.com/airflow-phi-guard/airflow-phi-guard/tree/{__version__}"
+
+#: Where the facet schemas are published; the path below it mirrors ``schemas/`` in the package.
+SCHEMA_BASE_URL = "https://raw.githubusercontent.com/airflow-phi-guard/airflow-phi-guard/main/src/airflow_phi_guard/lineage/schemas/"
+
+POLICY_FACET = "phiGuard_policy"
+CONSENT_FACET = "phiGuard_consent"
+COLUMNS_FACET = "phiGuard_columns"
+
+
+def _schema_url(version: str, name: str) -> str:
+    return f"{SCHEMA_BASE_URL}{version}/{name}.json#/$defs/{name}"
+
+
+class _ProducedByPhiGuard:
+    """Makes phi-guard the default producer of a facet, where the client would name itself."""
+
+    __slots__ = ()
+
+    def __attrs_post_init__(self) -> None:
+        if not self._producer:
+            self._producer = PRODUCER
+        super().__attrs_post_init__()
+
+
+@attr.define(kw_only=True)
+class PhiGuardModel(RedactMixin):
+    """The model a governed dataset is prepared for."""
+
+    name: str
+    """Model name, as the training task and the audit know it."""
+
+    version: str
+    """Model version, as text."""
+
+
+@attr.define(kw_only=True)
+class PhiGuardDatasetReference(RedactMixin):
+    """An OpenLineage dataset, by namespace and name."""
+
+    namespace: str
+    """The dataset's namespace, e.g. ``file`` or ``s3://bucket``."""
+
+    name: str
+    """The dataset's name within its namespace, e.g. an absolute path or an object key."""
+
+
+@attr.define(kw_only=True)
+class PhiGuardPolicyRunFacet(_ProducedByPhiGuard, RunFacet):
+    """The policy a run enforced, and its verdict: key ``phiGuard_policy``."""
+
+    name: str
+    """The policy id."""
+
+    version: int
+    """The policy version."""
+
+    digest: str
+    """SHA-256 of the policy's content, ``sha256:<hex>``."""
+
+    purpose: str
+    """The use the policy permits, matched against consent records' purposes."""
+
+    model: PhiGuardModel
+    """The model the governed dataset is prepared for."""
+
+    recipient: str
+    """Who receives the governed dataset."""
+
+    method: str
+    """The de-identification route: safe-harbor, expert-determination or limited-data-set."""
+
+    zip3Vintage: str  # noqa: N815
+    """Census vintage of the restricted ZIP3 prefixes."""
+
+    consentBases: list[str]  # noqa: N815
+    """The consent bases the policy accepts."""
+
+    refusals: list[str] = attr.field(factory=list)
+    """Why nothing was published, naming columns and identifier letters, never values."""
+
+    asOf: str | None = None  # noqa: N815
+    """Reference date of consent and of ages (ISO 8601), or None on a START that does not know it."""
+
+    verdict: str | None = None
+    """``published`` or ``refused``; None on START, before the run decided."""
+
+    pseudonymKeyFingerprint: str | None = None  # noqa: N815
+    """A keyed fingerprint of the pseudonym key, never the key; None when nothing was pseudonymized."""
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("1-0-0", "PhiGuardPolicyRunFacet")
+
+
+@attr.define(kw_only=True)
+class PhiGuardConsentRunFacet(_ProducedByPhiGuard, RunFacet):
+    """How consent admitted the rows of a run: key ``phiGuard_consent``."""
+
+    asOf: str  # noqa: N815
+    """The date (ISO 8601) at which consent records were judged in force."""
+
+    bases: list[str]
+    """The consent bases that admitted a record."""
+
+    rowsRead: int  # noqa: N815
+    """Rows read from the source dataset."""
+
+    rowsAdmitted: int  # noqa: N815
+    """Rows admitted by consent."""
+
+    excluded: dict[str, int] = attr.field(factory=dict)
+    """Rows not admitted, by exclusion reason."""
+
+    registry: PhiGuardDatasetReference | None = None
+    """The consent registry read, or None when the run had none."""
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("1-0-0", "PhiGuardConsentRunFacet")
+
+
+@attr.define(kw_only=True)
+class PhiGuardOutputColumn(RedactMixin):
+    """One published column of a governed dataset."""
+
+    name: str
+    """The column's name in the governed dataset."""
+
+    source: str
+    """The source column it was computed from."""
+
+    treatment: str
+    """The policy's treatment of the column."""
+
+    identifier: str | None = None
+    """The Safe Harbor letter of the source column, or None when it is none of the 18."""
+
+
+@attr.define(kw_only=True)
+class PhiGuardDroppedColumn(RedactMixin):
+    """One source column that was not published."""
+
+    source: str
+    """The source column's name."""
+
+    declared: bool
+    """False for a column the policy does not name, dropped under ``undeclared: drop``."""
+
+    identifier: str | None = None
+    """The Safe Harbor letter of the column, or None when it is none of the 18."""
+
+
+@attr.define(kw_only=True)
+class PhiGuardFinding(RedactMixin):
+    """Values of one published column that still contain one identifier, counted."""
+
+    column: str
+    """The source column whose values were scanned."""
+
+    identifier: str
+    """The identifier found, by letter."""
+
+    count: int
+    """How many values contain it."""
+
+
+@attr.define(kw_only=True)
+class PhiGuardColumnsDatasetFacet(_ProducedByPhiGuard, DatasetFacet):
+    """What a run did with each source column to produce a governed dataset: key ``phiGuard_columns``."""
+
+    sourceDataset: PhiGuardDatasetReference  # noqa: N815
+    """The source dataset whose columns are described."""
+
+    columns: list[PhiGuardOutputColumn] = attr.field(factory=list)
+    """Each published column, with its source column, identifier letter and treatment."""
+
+    dropped: list[PhiGuardDroppedColumn] = attr.field(factory=list)
+    """The source columns that were not published."""
+
+    findings: list[PhiGuardFinding] = attr.field(factory=list)
+    """Residual identifier findings in published columns, by column and letter."""
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("1-0-0", "PhiGuardColumnsDatasetFacet")
+
+
+#: Every custom facet class by the key it takes in an event.
+FACET_CLASSES: dict[str, type[RunFacet | DatasetFacet]] = {
+    POLICY_FACET: PhiGuardPolicyRunFacet,
+    CONSENT_FACET: PhiGuardConsentRunFacet,
+    COLUMNS_FACET: PhiGuardColumnsDatasetFacet,
+}
+
+
+def facet_schemas() -> dict[str, dict[str, Any]]:
+    """The shipped facet schemas, by their ``$id``, read from the installed package.
+
+    For validators: put them in a ``referencing.Registry`` beside the official OpenLineage schemas.
+    """
+    documents: dict[str, dict[str, Any]] = {}
+    root = resources.files("airflow_phi_guard.lineage") / "schemas"
+    for version in root.iterdir():
+        if not version.is_dir():
+            continue
+        for entry in version.iterdir():
+            if entry.name.endswith(".json"):
+                document = json.loads(entry.read_text(encoding="utf-8"))
+                documents[document["$id"]] = document
+    return documents

@@ -1,0 +1,160 @@
+"""The phiGuard facets and their JSON Schemas: valid, versioned, described, in step with the classes."""
+
+from __future__ import annotations
+
+import re
+
+import attr
+import pytest
+
+from airflow_phi_guard import __version__
+from airflow_phi_guard.lineage import facets
+from airflow_phi_guard.lineage.facets import FACET_CLASSES, PRODUCER, SCHEMA_BASE_URL, facet_schemas
+from tests.lineage.openlineage_validation import CORE_ID, assert_valid_schema_documents
+
+#: The schema document of each facet, as the issue names the facets, by key.
+FACET_DOCUMENTS = {
+    "phiGuard_policy": "PhiGuardPolicyRunFacet",
+    "phiGuard_consent": "PhiGuardConsentRunFacet",
+    "phiGuard_columns": "PhiGuardColumnsDatasetFacet",
+}
+
+#: The fields every facet inherits from the core's BaseFacet (and DatasetFacet), declared again in our
+#: own branch only so that the branch can refuse anything undeclared.
+BASE_FIELDS = {"_producer", "_schemaURL", "_deleted"}
+
+
+def _definition(key: str) -> dict:
+    name = FACET_DOCUMENTS[key]
+    document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/{name}.json"]
+    return document["$defs"][name]
+
+
+def _own_branch(key: str) -> dict:
+    return _definition(key)["allOf"][1]
+
+
+def test_every_local_schema_is_valid_json_schema_2020_12():
+    """The official copies and ours alike pass the 2020-12 meta-schema."""
+    assert_valid_schema_documents()
+
+
+def test_the_package_ships_exactly_the_three_facet_schemas():
+    assert sorted(facet_schemas()) == sorted(
+        f"{SCHEMA_BASE_URL}1-0-0/{name}.json" for name in FACET_DOCUMENTS.values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "base"),
+    [
+        # Run facets build on the core's RunFacet, the output columns facet on DatasetFacet.
+        ("phiGuard_policy", "RunFacet"),
+        ("phiGuard_consent", "RunFacet"),
+        ("phiGuard_columns", "DatasetFacet"),
+    ],
+)
+def test_facet_schema_is_an_allof_over_the_core_base(key, base):
+    assert _definition(key)["allOf"][0] == {"$ref": f"{CORE_ID}#/$defs/{base}"}
+
+
+@pytest.mark.parametrize("key", sorted(FACET_DOCUMENTS))
+def test_facet_schema_url_is_the_shipped_id_with_a_pointer_to_its_definition(key):
+    name = FACET_DOCUMENTS[key]
+    url = FACET_CLASSES[key]._get_schema()
+    assert url == f"{SCHEMA_BASE_URL}1-0-0/{name}.json#/$defs/{name}"
+    # SchemaVer: MODEL-REVISION-ADDITION.
+    assert re.search(r"/\d+-\d+-\d+/", url)
+
+
+@pytest.mark.parametrize("key", sorted(FACET_DOCUMENTS))
+def test_facet_schema_names_the_facet_key(key):
+    """As in the official facet schemas, the document's top-level property is the facet's key in an event."""
+    name = FACET_DOCUMENTS[key]
+    document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/{name}.json"]
+    assert document["properties"] == {key: {"$ref": f"#/$defs/{name}"}}
+
+
+@pytest.mark.parametrize("key", sorted(FACET_DOCUMENTS))
+def test_class_fields_are_exactly_the_schema_properties(key):
+    """A field added to a class but not to its schema (or the reverse) fails here, before it ships."""
+    branch = _own_branch(key)
+    declared = set(branch["properties"]) - BASE_FIELDS
+    fields = {field.name for field in attr.fields(FACET_CLASSES[key])} - BASE_FIELDS
+    assert fields == declared
+    assert set(branch["required"]) <= declared
+
+
+def _undescribed(schema: object, where: str = "") -> list[str]:
+    """The locations of properties without a description, anywhere in a schema."""
+    if isinstance(schema, list):
+        return [
+            found for index, value in enumerate(schema) for found in _undescribed(value, f"{where}/{index}")
+        ]
+    if not isinstance(schema, dict):
+        return []
+    found = [
+        f"{where}/properties/{name}"
+        for name, value in (schema.get("properties") or {}).items()
+        if not (isinstance(value, dict) and value.get("description"))
+    ]
+    return found + [hit for key, value in schema.items() for hit in _undescribed(value, f"{where}/{key}")]
+
+
+@pytest.mark.parametrize("key", sorted(FACET_DOCUMENTS))
+def test_every_field_has_a_description(key):
+    name = FACET_DOCUMENTS[key]
+    document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/{name}.json"]
+    assert _undescribed(document["$defs"]) == []
+
+
+@pytest.mark.parametrize("key", sorted(FACET_DOCUMENTS))
+def test_facet_own_branch_refuses_undeclared_fields(key):
+    """A facet must not grow a field its schema does not describe: one such field could carry values."""
+    assert _own_branch(key)["additionalProperties"] is False
+
+
+def test_consent_exclusion_reasons_are_the_issue_s_eight():
+    excluded = _own_branch("phiGuard_consent")["properties"]["excluded"]
+    assert set(excluded["propertyNames"]["enum"]) == {
+        "no-subject-id",
+        "no-record",
+        "basis-not-accepted",
+        "purpose-not-covered",
+        "not-yet-valid",
+        "expired",
+        "revoked",
+        "opted-out",
+    }
+
+
+def test_policy_bases_exclude_those_that_never_admit():
+    """Consent to treatment is no basis for training, and an opt-out is an objection (issue 2)."""
+    bases = set(_own_branch("phiGuard_policy")["properties"]["consentBases"]["items"]["enum"])
+    assert bases == {
+        "research-authorization",
+        "irb-waiver",
+        "limited-data-set",
+        "health-care-operations",
+        "business-associate",
+    }
+
+
+def test_identifier_letters_are_a_to_r():
+    document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/PhiGuardColumnsDatasetFacet.json"]
+    assert document["$defs"]["SafeHarborIdentifier"]["enum"] == list("ABCDEFGHIJKLMNOPQR")
+
+
+def test_published_columns_never_have_the_drop_treatment():
+    document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/PhiGuardColumnsDatasetFacet.json"]
+    treatments = document["$defs"]["PhiGuardOutputColumn"]["properties"]["treatment"]["enum"]
+    assert set(treatments) == {"keep", "year", "birth-year", "age", "zip3", "pseudonymize"}
+
+
+def test_producer_is_this_package_at_its_version():
+    assert f"https://github.com/airflow-phi-guard/airflow-phi-guard/tree/{__version__}" == PRODUCER
+    facet = facets.PhiGuardConsentRunFacet(
+        asOf="2024-06-30", bases=["irb-waiver"], rowsRead=0, rowsAdmitted=0
+    )
+    assert facet._producer == PRODUCER
+    assert facet._schemaURL == facets.PhiGuardConsentRunFacet._get_schema()

@@ -1,0 +1,121 @@
+"""The main job end to end: `make demo`'s script runs the example DAG for real and the audit answers from
+its lineage."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.lineage.openlineage_validation import validate_event
+from tests.system.demo_runner import DemoRun, run_demo
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    run = run_demo(tmp_path_factory.mktemp("demo"))
+    assert run.returncode == 0, run.console[-4000:]
+    return run
+
+
+def test_the_demo_leaves_every_promised_result(demo: DemoRun):
+    for relative in (
+        "governed/readmission_risk.parquet",
+        "reports/readmission_risk.json",
+        "data-docs/index.html",
+        "lineage/events.jsonl",
+        "audit.txt",
+        "audit.json",
+        "models/readmission-risk-1.joblib",
+    ):
+        assert (demo.output / relative).is_file(), relative
+    assert "audit.txt" in demo.console and "data-docs/index.html" in demo.console
+
+
+def test_the_governed_set_holds_only_the_allowlisted_treated_columns(demo: DemoRun):
+    table = pq.read_table(demo.output / "governed" / "readmission_risk.parquet")
+    report = json.loads((demo.output / "reports" / "readmission_risk.json").read_text())
+
+    published = [column["output"] for column in report["columns"] if column["output"]]
+    assert sorted(table.column_names) == sorted(published)
+    for identifier_column in (
+        "SSN",
+        "FIRST",
+        "LAST",
+        "ADDRESS",
+        "CITY",
+        "LAT",
+        "LON",
+        "BIRTHDATE",
+        "PATIENT",
+    ):
+        assert identifier_column not in table.column_names
+    assert max(table["AGE"].to_pylist()) <= 90
+    assert all(value is None or len(value) == 3 for value in table["ZIP3"].to_pylist())
+    # two Synthea patients live in ZIP 69210: prefix 692 is restricted in every vintage
+    assert "692" not in set(table["ZIP3"].to_pylist())
+
+
+def test_every_exclusion_reason_is_seen_in_the_demo(demo: DemoRun):
+    report = json.loads((demo.output / "reports" / "readmission_risk.json").read_text())
+    assert set(report["rows"]["excluded"]) == {
+        "no-subject-id",
+        "no-record",
+        "basis-not-accepted",
+        "purpose-not-covered",
+        "not-yet-valid",
+        "expired",
+        "revoked",
+        "opted-out",
+    }
+    assert report["rows"]["read"] == 7584  # every Synthea encounter
+    assert report["rows"]["admitted"] + sum(report["rows"]["excluded"].values()) == 7584
+
+
+def test_the_audit_names_what_reached_the_model_and_what_stopped(demo: DemoRun):
+    audit = json.loads((demo.output / "audit.json").read_text())
+
+    assert audit["model"] == {"name": "readmission-risk", "version": "1"}
+    reached = {entry["column"]: entry for entry in audit["reached"]}
+    assert (reached["BIRTHDATE"]["treatment"], reached["BIRTHDATE"]["output_column"]) == ("age", "AGE")
+    assert (reached["ZIP"]["treatment"], reached["ZIP"]["output_column"]) == ("zip3", "ZIP3")
+    assert reached["PATIENT"]["treatment"] == "pseudonymize"
+    assert reached["BIRTHDATE"]["identifier"] == "C" and reached["ZIP"]["identifier"] == "B"
+    stopped = {entry["column"]: entry["identifier"] for entry in audit["stopped"]}
+    for column, letter in {"SSN": "G", "FIRST": "A", "LAST": "A", "ADDRESS": "B", "DRIVERS": "K"}.items():
+        assert stopped[column] == letter
+    assert not set(reached) & set(stopped)
+
+    report = json.loads((demo.output / "reports" / "readmission_risk.json").read_text())
+    runs = audit["runs"]
+    assert report["policy"]["digest"] in {run["policy_digest"] for run in runs}
+    assert report["rows"]["admitted"] in {run["rows_admitted"] for run in runs}
+    assert {basis for run in runs for basis in run["consent_bases"]} == {
+        "research-authorization",
+        "irb-waiver",
+    }
+    text = (demo.output / "audit.txt").read_text()
+    assert "BIRTHDATE" in text and "SSN" in text
+
+
+def test_the_training_task_is_in_the_lineage_with_the_model_as_its_output(demo: DemoRun):
+    events = [json.loads(line) for line in demo.events.read_text().splitlines() if line.strip()]
+    training = [event for event in events if event["job"]["name"].endswith(".train_model")]
+    assert training, "no event of the training task"
+    complete = next(event for event in training if event["eventType"] == "COMPLETE")
+    assert [output["name"] for output in complete["outputs"]] == [
+        str(demo.output / "models" / "readmission-risk-1.joblib")
+    ]
+    assert [entry["name"] for entry in complete["inputs"]] == [
+        str(demo.output / "governed" / "readmission_risk.parquet")
+    ]
+
+
+def test_every_event_the_demo_wrote_validates_against_the_openlineage_schemas(demo: DemoRun):
+    lines = [line for line in demo.events.read_text().splitlines() if line.strip()]
+    assert len(lines) >= 8  # START and an end event for the DAG and each of its four tasks
+    for line in lines:
+        validate_event(json.loads(line))
