@@ -27,6 +27,18 @@ def get_provider_info() -> dict[str, object]:
                 ],
             }
         ],
+        "hooks": [
+            {
+                "integration-name": "PHI Guard",
+                "python-modules": ["airflow_phi_guard.operators.hooks"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_phi_guard.operators.hooks.PseudonymKeyHook",
+                "connection-type": "phi_guard_pseudonym_key",
+            }
+        ],
         "integrations": [
             {
                 "integration-name": "PHI Guard",

@@ -71,6 +71,10 @@ class SubjectColumnMissingError(PolicyViolationError):
     """The input lacks the column that names the individual, so consent cannot be checked."""
 
 
+class SubjectColumnTypeError(PolicyViolationError):
+    """The subject column holds neither text nor integer ids, so its values cannot be matched to consent."""
+
+
 class TreatmentNotApplicableError(PolicyViolationError):
     """A treatment cannot be applied to a column: wrong type, unparsable values, or no key."""
 

@@ -261,3 +261,29 @@ class TestRefused:
         with pytest.raises(PolicyViolationError) as caught:
             result.raise_for_verdict()
         assert len(caught.value.refusals) == 2
+
+
+def test_a_subject_column_of_floats_is_refused_before_rows_are_read(tmp_path: Path):
+    from airflow_phi_guard.exceptions import SubjectColumnTypeError
+
+    policy = parse_policy(POLICY % {"undeclared": "refuse"})
+    source = tmp_path / "float_subject.parquet"
+    table = pa.table(
+        {
+            "PATIENT": [1.5],
+            "BIRTHDATE": [date(1980, 1, 1)],
+            "ZIP": ["68504"],
+            "VISIT": ["2020-01-01"],
+            "SSN": ["x"],
+            "NOTE": ["y"],
+        }
+    )
+    pq.write_table(table, source)
+
+    result = govern(
+        policy, source, tmp_path / "out.parquet", consent=_consent(tmp_path), as_of=AS_OF, pseudonym_key=KEY
+    )
+
+    assert result.report.rows.read == 0
+    with pytest.raises(SubjectColumnTypeError, match="PATIENT"):
+        result.raise_for_verdict()

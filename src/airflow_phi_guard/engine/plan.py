@@ -9,6 +9,7 @@ import pyarrow as pa
 from airflow_phi_guard.exceptions import (
     PolicyViolationError,
     SubjectColumnMissingError,
+    SubjectColumnTypeError,
     TreatmentNotApplicableError,
     UndeclaredColumnsError,
     name_some,
@@ -116,6 +117,14 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
                 f"subject column '{policy.subject}' is not in the input, so consent cannot be checked",
             )
         )
+    elif not _holds_ids(schema.field(policy.subject).type):
+        refusals.append(
+            Refusal(
+                SubjectColumnTypeError,
+                f"subject column '{policy.subject}' has type {schema.field(policy.subject).type}; consent "
+                "is matched on text or integer ids",
+            )
+        )
 
     missing = [name for name in policy.columns if name not in schema.names and name != policy.subject]
     if missing:
@@ -147,6 +156,16 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
             )
 
     return Plan(policy=policy, schema=schema, columns=columns, refusals=tuple(refusals))
+
+
+def _holds_ids(field_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(field_type):
+        return _holds_ids(field_type.value_type)
+    return (
+        pa.types.is_string(field_type)
+        or pa.types.is_large_string(field_type)
+        or pa.types.is_integer(field_type)
+    )
 
 
 def _scannable(field_type: pa.DataType) -> bool:
