@@ -13,36 +13,10 @@ from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.serde import Serde
 
 from airflow_phi_guard.lineage.emit import new_run_id
-from airflow_phi_guard.operators.policy import PhiPolicyOperator
-from tests.engine.test_executor import CONSENT, POLICY, _source
 from tests.lineage.openlineage_validation import validate_event
+from tests.operators.conftest import make_policy_operator
 
 CANARIES = ("p-admitted", "p-waiver", "999-49-3983", "402-555-0199")
-
-
-@pytest.fixture
-def key_connection(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_PHI_GUARD_TEST_KEY", json.dumps({"conn_type": "generic", "password": "k" * 32})
-    )
-    return "phi_guard_test_key"
-
-
-def _operator(tmp_path: Path, key_connection: str, **source_options) -> PhiPolicyOperator:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY % {"undeclared": "refuse"})
-    consent = tmp_path / "consent.csv"
-    consent.write_text(CONSENT)
-    return PhiPolicyOperator(
-        task_id="govern",
-        policy_path=str(policy),
-        input_path=str(_source(tmp_path, **source_options)),
-        output_path=str(tmp_path / "out" / "governed.parquet"),
-        consent_path=str(consent),
-        report_path=str(tmp_path / "report.json"),
-        as_of="2026-12-01",
-        pseudonym_key_conn_id=key_connection,
-    )
 
 
 def _event(lineage, state: RunState) -> dict:
@@ -60,7 +34,7 @@ def _event(lineage, state: RunState) -> dict:
 
 class TestPhiPolicyOperatorExecute:
     def test_publishes_and_returns_a_value_free_summary(self, tmp_path: Path, key_connection: str):
-        operator = _operator(tmp_path, key_connection)
+        operator = make_policy_operator(tmp_path, key_connection)
 
         summary = operator.execute(context={})
 
@@ -75,7 +49,7 @@ class TestPhiPolicyOperatorExecute:
     def test_a_refusal_fails_the_task_without_retry_and_names_no_value(
         self, tmp_path: Path, key_connection: str
     ):
-        operator = _operator(tmp_path, key_connection, notes=["call 402-555-0199"] * 10)
+        operator = make_policy_operator(tmp_path, key_connection, notes=["call 402-555-0199"] * 10)
 
         with pytest.raises(AirflowFailException) as caught:
             operator.execute(context={})
@@ -87,7 +61,7 @@ class TestPhiPolicyOperatorExecute:
         assert json.loads(Path(operator.report_path).read_text())["verdict"] == "refused"
 
     def test_a_missing_key_connection_refuses_pseudonymize(self, tmp_path: Path):
-        operator = _operator(tmp_path, "phi_guard_no_such_connection")
+        operator = make_policy_operator(tmp_path, "phi_guard_no_such_connection")
 
         with pytest.raises(AirflowFailException, match="pseudonym key"):
             operator.execute(context={})
@@ -96,7 +70,7 @@ class TestPhiPolicyOperatorExecute:
 
 class TestPhiPolicyOperatorLineage:
     def test_start_complete_and_failure_facets_validate(self, tmp_path: Path, key_connection: str):
-        operator = _operator(tmp_path, key_connection)
+        operator = make_policy_operator(tmp_path, key_connection)
         start = operator.get_openlineage_facets_on_start()
         operator.execute(context={})
         complete = operator.get_openlineage_facets_on_complete(task_instance=None)
@@ -112,7 +86,7 @@ class TestPhiPolicyOperatorLineage:
         assert "phiGuard_columns" in outputs[0]["facets"]
 
     def test_a_refused_run_reports_its_decision_on_failure(self, tmp_path: Path, key_connection: str):
-        operator = _operator(tmp_path, key_connection, notes=["call 402-555-0199"] * 10)
+        operator = make_policy_operator(tmp_path, key_connection, notes=["call 402-555-0199"] * 10)
         with pytest.raises(AirflowFailException):
             operator.execute(context={})
 
