@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from airflow_phi_guard.exceptions import PhiGuardError, PolicyError, PolicyViolationError
 from airflow_phi_guard.report import GovernanceReport
@@ -41,24 +43,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_PUBLISHED
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console = Console(stderr=False, soft_wrap=True)
+    # No markup: messages carry file and column names, and a name such as "dose[/day]" would be taken
+    # for a Rich tag (mangled, or a MarkupError raised while reporting the error it was part of).
+    console = Console(stderr=False, soft_wrap=True, markup=False, highlight=False)
     try:
         return arguments.run(arguments, console)
     except PolicyError as error:
-        console.print(f"[red]bad policy:[/] {error}", highlight=False)
+        _say(console, "bad policy:", str(error))
         return EXIT_USAGE
     except PhiGuardError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False)
+        _say(console, "error:", str(error))
         return EXIT_ERROR
     except OSError as error:
         # strerror and filename, never str(error): some libraries put data into I/O error messages
         where = f" ({error.filename})" if error.filename else ""
-        console.print(f"[red]error:[/] {type(error).__name__}: {error.strerror or 'I/O error'}{where}")
+        _say(console, "error:", f"{type(error).__name__}: {error.strerror or 'I/O error'}{where}")
         return EXIT_ERROR
     except Exception as error:
         # the message of an unexpected error may quote data: name its class only
-        console.print(f"[red]error:[/] unexpected {type(error).__name__}; its message is withheld")
+        _say(console, "error:", f"unexpected {type(error).__name__}; its message is withheld")
         return EXIT_ERROR
+
+
+def _say(console: Console, label: str, message: str) -> None:
+    console.print(Text.assemble((label, "red"), " ", message))
+
+
+def _require_input(path: Path) -> None:
+    # pyarrow's FileNotFoundError has neither strerror nor filename, so the message could not say which
+    # of the command's files is missing.
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +126,7 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
         lineage.start()
 
     try:
+        _require_input(arguments.input)
         result = govern(
             policy,
             arguments.input,
@@ -135,7 +151,7 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     try:
         result.raise_for_verdict(str(arguments.report) if arguments.report else None)
     except PolicyViolationError as error:
-        console.print(f"[red]refused:[/] {error}", highlight=False)
+        _say(console, "refused:", str(error))
     return EXIT_REFUSED
 
 
@@ -145,6 +161,7 @@ def _plan(arguments: argparse.Namespace, console: Console) -> int:
     from airflow_phi_guard.policy.loader import load_policy
 
     policy = load_policy(arguments.policy)
+    _require_input(arguments.input)
     plan = make_plan(policy, open_source(arguments.input).schema)
     table = Table(title=f"plan of policy {policy.name} v{policy.version} ({policy.digest[:19]})")
     for heading in ("source column", "identifier", "treatment", "output column"):
@@ -158,7 +175,7 @@ def _plan(arguments: argparse.Namespace, console: Console) -> int:
         )
     console.print(table)
     for refusal in plan.refusals:
-        console.print(f"[red]would refuse:[/] {refusal.message}", highlight=False)
+        _say(console, "would refuse:", refusal.message)
     return EXIT_REFUSED if plan.refusals else EXIT_PUBLISHED
 
 
@@ -181,14 +198,15 @@ def _audit(arguments: argparse.Namespace, console: Console) -> int:
 
 def _print_report(report: GovernanceReport, console: Console) -> None:
     rows = report.rows
+    columns = sum(1 for column in report.columns if column.output)
+    # a refused run published nothing; its plan's column count is no "published" count
+    outcome = f"{columns} column(s) published" if report.published else "nothing published"
     console.print(
         f"{report.verdict.value}: policy {report.policy.name} v{report.policy.version}, "
-        f"{rows.admitted} of {rows.read} row(s) admitted, "
-        f"{sum(1 for column in report.columns if column.output)} column(s) published",
-        highlight=False,
+        f"{rows.admitted} of {rows.read} row(s) admitted, {outcome}"
     )
     for reason, count in rows.excluded.items():
-        console.print(f"  excluded {reason}: {count}", highlight=False)
+        console.print(f"  excluded {reason}: {count}")
 
 
 class _CliLineage:

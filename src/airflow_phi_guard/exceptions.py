@@ -75,6 +75,10 @@ class SubjectColumnTypeError(PolicyViolationError):
     """The subject column holds neither text nor integer ids, so its values cannot be matched to consent."""
 
 
+class TreatmentNotPermittedError(PolicyViolationError):
+    """A treatment would publish an identifier that the policy's de-identification method removes."""
+
+
 class TreatmentNotApplicableError(PolicyViolationError):
     """A treatment cannot be applied to a column: wrong type, unparsable values, or no key."""
 

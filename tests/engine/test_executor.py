@@ -44,7 +44,7 @@ columns:
   PATIENT:   {treatment: pseudonymize, as: PATIENT_KEY, justification: "split by patient"}
   BIRTHDATE: {treatment: age, as: AGE, justification: "predictor"}
   ZIP:       {treatment: zip3, as: ZIP3, justification: "region"}
-  VISIT:     {treatment: year, as: VISIT_YEAR, justification: "trend"}
+  VISIT_DATE: {treatment: year, as: VISIT_YEAR, justification: "trend"}
   SSN:       {treatment: drop, justification: "not needed"}
   NOTE:      {treatment: keep, justification: "free text, scanned"}
 """
@@ -82,7 +82,7 @@ def _source(tmp_path: Path, *, notes: list[str | None] | None = None, extra: dic
         "PATIENT": pa.array(SUBJECTS, pa.string()),
         "BIRTHDATE": pa.array([date(1980, 6, 15), date(1934, 11, 20)] + [date(2000, 1, 1)] * (rows - 2)),
         "ZIP": pa.array(["68504", "69210"] + ["02139-4307"] * (rows - 2)),
-        "VISIT": pa.array(["2020-12-31T22:30:00-05:00", "2022-07-20"] + ["2024-03-01"] * (rows - 2)),
+        "VISIT_DATE": pa.array(["2020-12-31T22:30:00-05:00", "2022-07-20"] + ["2024-03-01"] * (rows - 2)),
         "SSN": pa.array(["999-49-3983"] * rows),
         "NOTE": pa.array(notes if notes is not None else ["routine visit"] * rows),
     }
@@ -225,7 +225,7 @@ class TestRefused:
                 {
                     "BIRTHDATE": [date(1980, 1, 1)],
                     "ZIP": ["68504"],
-                    "VISIT": ["2020-01-01"],
+                    "VISIT_DATE": ["2020-01-01"],
                     "SSN": ["x"],
                     "NOTE": ["y"],
                 }
@@ -273,7 +273,7 @@ def test_a_subject_column_of_floats_is_refused_before_rows_are_read(tmp_path: Pa
             "PATIENT": [1.5],
             "BIRTHDATE": [date(1980, 1, 1)],
             "ZIP": ["68504"],
-            "VISIT": ["2020-01-01"],
+            "VISIT_DATE": ["2020-01-01"],
             "SSN": ["x"],
             "NOTE": ["y"],
         }

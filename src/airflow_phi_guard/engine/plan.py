@@ -11,9 +11,11 @@ from airflow_phi_guard.exceptions import (
     SubjectColumnMissingError,
     SubjectColumnTypeError,
     TreatmentNotApplicableError,
+    TreatmentNotPermittedError,
     UndeclaredColumnsError,
     name_some,
 )
+from airflow_phi_guard.deid.methods import treatment_refusal
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.names import identify_column
 from airflow_phi_guard.policy.models import Policy, Treatment, UndeclaredColumns
@@ -135,6 +137,12 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
                 "the governed set would not match its policy",
             )
         )
+
+    method = policy.deidentification.method
+    for column in columns:
+        reason = treatment_refusal(column.source, column.identifier, column.treatment, method)
+        if reason:
+            refusals.append(Refusal(TreatmentNotPermittedError, reason))
 
     for column in (column for column in columns if column.read):
         accepted = _ACCEPTS.get(column.treatment)

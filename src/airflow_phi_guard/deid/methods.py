@@ -1,0 +1,124 @@
+"""Which treatments each de-identification method permits for a column of each Safe Harbor identifier.
+
+A policy declares its method; the plan refuses a treatment that would publish what the method forbids,
+before any row is read. The tables follow 45 CFR 164.514:
+
+- Safe Harbor, 164.514(b)(2): every identifier is removed, except the first three ZIP digits under the
+  ZIP3 rule (B) and the year of a date (C); a birth year is published only as ``birth-year``, which
+  suppresses it for a person over 89. A keyed pseudonym is derived from the identifier, so it is not a
+  164.514(c) code and cannot stay (R).
+- Limited data set, 164.514(e): the 16 direct identifiers are removed; dates, town, State, ZIP and other
+  codes may stay.
+- Expert determination, 164.514(b)(1): the expert decides what may stay. Until a policy can record the
+  determination (expert, date, report, expiry), this method permits what Safe Harbor permits plus keyed
+  pseudonyms, the one thing such determinations are most commonly asked to cover.
+"""
+
+from __future__ import annotations
+
+from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
+from airflow_phi_guard.phi.names import column_words
+from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
+
+_I = SafeHarborIdentifier
+_T = Treatment
+
+#: Identifiers every method removes: the direct identifiers of 164.514(e)(2), which Safe Harbor removes too.
+DIRECT_IDENTIFIERS = frozenset(
+    {
+        _I.NAMES,
+        _I.TELEPHONE_NUMBER,
+        _I.FAX_NUMBER,
+        _I.EMAIL_ADDRESS,
+        _I.SOCIAL_SECURITY_NUMBER,
+        _I.MEDICAL_RECORD_NUMBER,
+        _I.HEALTH_PLAN_BENEFICIARY_NUMBER,
+        _I.ACCOUNT_NUMBER,
+        _I.CERTIFICATE_OR_LICENSE_NUMBER,
+        _I.VEHICLE_IDENTIFIER,
+        _I.DEVICE_IDENTIFIER,
+        _I.WEB_URL,
+        _I.IP_ADDRESS,
+        _I.BIOMETRIC_IDENTIFIER,
+        _I.FULL_FACE_PHOTOGRAPH,
+    }
+)
+
+_DROP_ONLY = frozenset({_T.DROP})
+_REDUCED_DATES = frozenset({_T.DROP, _T.YEAR, _T.AGE, _T.BIRTH_YEAR})
+_EVERY_TREATMENT = frozenset(Treatment)
+
+_PERMITTED: dict[DeidentificationMethod, dict[SafeHarborIdentifier, frozenset[Treatment]]] = {
+    DeidentificationMethod.SAFE_HARBOR: {
+        _I.GEOGRAPHIC_SUBDIVISION: frozenset({_T.DROP, _T.ZIP3}),
+        _I.DATES: _REDUCED_DATES,
+        _I.OTHER_UNIQUE_IDENTIFIER: _DROP_ONLY,
+    },
+    DeidentificationMethod.EXPERT_DETERMINATION: {
+        _I.GEOGRAPHIC_SUBDIVISION: frozenset({_T.DROP, _T.ZIP3}),
+        _I.DATES: _REDUCED_DATES,
+        _I.OTHER_UNIQUE_IDENTIFIER: frozenset({_T.DROP, _T.PSEUDONYMIZE}),
+    },
+    DeidentificationMethod.LIMITED_DATA_SET: {
+        # Street addresses must go under a limited data set while town, State and ZIP may stay; column
+        # names alone do not tell them apart within letter B, so this table cannot refuse a kept street
+        # address. Identification that separates them is the identification issue's work.
+        _I.GEOGRAPHIC_SUBDIVISION: _EVERY_TREATMENT,
+        _I.DATES: _EVERY_TREATMENT,
+        _I.OTHER_UNIQUE_IDENTIFIER: _EVERY_TREATMENT,
+    },
+}
+
+_BIRTH_WORDS = frozenset({"dob", "born", "birth", "birthdate", "birthday", "birthdatetime"})
+
+
+def permitted_treatments(
+    identifier: SafeHarborIdentifier | None, method: DeidentificationMethod
+) -> frozenset[Treatment]:
+    """The treatments ``method`` permits for a column of ``identifier`` (every one for a non-identifier).
+
+    :param identifier: the column's Safe Harbor identifier, or None.
+    :param method: the policy's de-identification method.
+    """
+    if identifier is None:
+        return _EVERY_TREATMENT
+    if identifier in DIRECT_IDENTIFIERS:
+        return _DROP_ONLY
+    return _PERMITTED[method][identifier]
+
+
+def is_birth_date(column: str) -> bool:
+    """Whether a column's name says it holds a birth date (``BIRTHDATE``, ``dob``, ``date_of_birth``)."""
+    words = set(column_words(column))
+    return bool(words & _BIRTH_WORDS) or "birth" in column.lower().replace("birthplace", "")
+
+
+def treatment_refusal(
+    column: str, identifier: SafeHarborIdentifier | None, treatment: Treatment, method: DeidentificationMethod
+) -> str | None:
+    """Why ``method`` forbids ``treatment`` on ``column``, or None when it permits it.
+
+    :param column: the source column's name.
+    :param identifier: the column's Safe Harbor identifier, or None.
+    :param treatment: the declared treatment.
+    :param method: the policy's de-identification method.
+    """
+    permitted = permitted_treatments(identifier, method)
+    if treatment not in permitted:
+        assert identifier is not None
+        allowed = ", ".join(sorted(permitted))
+        return (
+            f"column {column} holds identifier {identifier.letter} ({identifier.description}): treatment "
+            f"'{treatment}' is not permitted under {method}; use {allowed}"
+        )
+    if (
+        treatment is Treatment.YEAR
+        and identifier is SafeHarborIdentifier.DATES
+        and method is not DeidentificationMethod.LIMITED_DATA_SET
+        and is_birth_date(column)
+    ):
+        return (
+            f"column {column} is a birth date: 'year' would publish the birth year of people over 89, "
+            f"which {method} suppresses (45 CFR 164.514(b)(2)(i)(C)); use birth-year or age"
+        )
+    return None
