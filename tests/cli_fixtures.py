@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 #: The reference date of every run unless a test says otherwise.
 AS_OF = "2026-12-01"
-PSEUDONYM_KEY = "cli-test-key-not-a-secret"
+PSEUDONYM_KEY = "cli-test-key-not-a-secret-0123456789"
 
 MODEL_NAME = "cli-readmission-model"
 MODEL_VERSION = "3"

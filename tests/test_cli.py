@@ -287,8 +287,8 @@ class TestRefused:
         outcome = phi_guard(arguments)
 
         assert outcome.code == 3
-        assert "dose[/day]" in outcome.stdout
-        assert "x[red]y" in outcome.stdout
+        assert "dose[/day]" in outcome.stderr
+        assert "x[red]y" in outcome.stderr
 
     def test_an_empty_key_is_no_key(self, workspace, phi_guard, monkeypatch):
         monkeypatch.setenv(KEY_VARIABLE, "")
@@ -343,8 +343,8 @@ class TestUsage:
         outcome = phi_guard(workspace.apply_arguments(source))
 
         assert outcome.code == 2
-        assert f"{workspace.policy}:{line}" in outcome.stdout
-        assert key in outcome.stdout
+        assert f"{workspace.policy}:{line}" in outcome.stderr
+        assert key in outcome.stderr
         _assert_nothing_published(workspace)
         assert not workspace.report.exists()
 
@@ -385,7 +385,7 @@ class TestErrors:
         outcome = phi_guard(workspace.apply_arguments(missing))
 
         assert outcome.code == 1
-        assert str(missing) in outcome.stdout
+        assert str(missing) in outcome.stderr
         _assert_nothing_published(workspace)
         assert not workspace.report.exists()
 
@@ -561,7 +561,7 @@ class TestPlan:
         outcome = phi_guard(["plan", "--policy", str(workspace.policy), "--input", str(source)])
 
         assert outcome.code == 3
-        assert named in outcome.stdout
+        assert named in outcome.stderr
 
     def test_exit_2_for_a_bad_policy_and_1_for_a_missing_input(self, workspace, phi_guard):
         source = workspace.write(policy=edited(POLICY, "version: 2\n", "version: 2\nowner: me\n"))

@@ -7,7 +7,7 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +32,6 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 
 PSEUDONYM_KEY_VARIABLE = "PHI_GUARD_PSEUDONYM_KEY"
-CLI_JOB_NAMESPACE = "phi-guard"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,24 +48,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return arguments.run(arguments, console)
     except PolicyError as error:
-        _say(console, "bad policy:", str(error))
+        _say("bad policy:", str(error))
         return EXIT_USAGE
     except PhiGuardError as error:
-        _say(console, "error:", str(error))
+        _say("error:", str(error))
         return EXIT_ERROR
     except OSError as error:
         # strerror and filename, never str(error): some libraries put data into I/O error messages
         where = f" ({error.filename})" if error.filename else ""
-        _say(console, "error:", f"{type(error).__name__}: {error.strerror or 'I/O error'}{where}")
+        _say("error:", f"{type(error).__name__}: {error.strerror or 'I/O error'}{where}")
         return EXIT_ERROR
     except Exception as error:
         # the message of an unexpected error may quote data: name its class only
-        _say(console, "error:", f"unexpected {type(error).__name__}; its message is withheld")
+        _say("error:", f"unexpected {type(error).__name__}; its message is withheld")
         return EXIT_ERROR
 
 
-def _say(console: Console, label: str, message: str) -> None:
-    console.print(Text.assemble((label, "red"), " ", message))
+def _say(label: str, message: str) -> None:
+    """Print a refusal or an error on standard error, where it cannot mix with JSON output."""
+    errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+    errors.print(Text.assemble((label, "red"), " ", message))
 
 
 def _require_input(path: Path) -> None:
@@ -135,14 +136,14 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
             as_of=as_of,
             pseudonym_key=key.encode() if key else None,
         )
+        if arguments.report:
+            result.write_report(arguments.report)
     except Exception:
         if lineage:
             lineage.fail()
         raise
 
     report = result.report
-    if arguments.report:
-        report.write(arguments.report)
     if lineage:
         lineage.finish(result)
     _print_report(report, console)
@@ -151,7 +152,7 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     try:
         result.raise_for_verdict(str(arguments.report) if arguments.report else None)
     except PolicyViolationError as error:
-        _say(console, "refused:", str(error))
+        _say("refused:", str(error))
     return EXIT_REFUSED
 
 
@@ -175,7 +176,7 @@ def _plan(arguments: argparse.Namespace, console: Console) -> int:
         )
     console.print(table)
     for refusal in plan.refusals:
-        _say(console, "would refuse:", refusal.message)
+        _say("would refuse:", refusal.message)
     return EXIT_REFUSED if plan.refusals else EXIT_PUBLISHED
 
 
@@ -221,19 +222,25 @@ class _CliLineage:
         self.run_id = new_run_id()
         self.job_name = f"apply.{policy.name}"
 
-    def start(self) -> None:
-        self._emit("START", self._start_lineage())
-
     def finish(self, result: GovernanceResult) -> None:
         from airflow_phi_guard.lineage.build import lineage_for_report
 
-        lineage = lineage_for_report(
-            result.report, self.policy, input_schema=result.plan.schema, output_schema=result.output_schema
+        event_type = "COMPLETE" if result.report.published else "FAIL"
+        self._emit(
+            event_type,
+            lambda: lineage_for_report(
+                result.report,
+                self.policy,
+                input_schema=result.plan.schema,
+                output_schema=result.output_schema,
+            ),
         )
-        self._emit("COMPLETE" if result.report.published else "FAIL", lineage)
 
     def fail(self) -> None:
-        self._emit("FAIL", self._start_lineage())
+        self._emit("FAIL", self._start_lineage)
+
+    def start(self) -> None:
+        self._emit("START", self._start_lineage)
 
     def _start_lineage(self) -> RunLineage:
         from airflow_phi_guard.lineage.build import lineage_for_start
@@ -246,14 +253,21 @@ class _CliLineage:
             as_of=self.as_of,
         )
 
-    def _emit(self, event_type: str, lineage: RunLineage) -> None:
-        from airflow_phi_guard.lineage.emit import emit_event
+    def _emit(self, event_type: str, build: Callable[[], RunLineage]) -> None:
+        """Build and emit one event; lineage never fails the command (emission itself never raises)."""
+        from airflow_phi_guard.lineage.emit import DEFAULT_JOB_NAMESPACE, emit_event
 
+        try:
+            lineage = build()
+        except Exception as error:
+            log.warning("could not build the OpenLineage %s event: %s", event_type, type(error).__name__)
+            log.debug("lineage failure details", exc_info=True)
+            return
         emit_event(
             event_type,
             lineage,
             events_path=self.arguments.events,
-            job_namespace=CLI_JOB_NAMESPACE,
+            job_namespace=DEFAULT_JOB_NAMESPACE,
             job_name=self.job_name,
             run_id=self.run_id,
         )

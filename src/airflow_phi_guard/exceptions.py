@@ -126,16 +126,24 @@ class DataProcessingError(PhiGuardError):
     """Reading, converting or writing the data failed; the underlying message is withheld.
 
     Arrow's messages quote the values they could not convert, so they never reach a log or a task
-    failure. Retrying may help when the cause was I/O; otherwise inspect the data where PHI may be seen.
+    failure. An I/O failure may heal on retry; a value that does not fit its column's type will not.
 
     :param source: the dataset being processed.
     :param cause: the class name of the underlying error.
+    :param retryable: whether the cause was I/O, which a retry may heal.
     """
 
-    def __init__(self, source: str, cause: str) -> None:
+    def __init__(self, source: str, cause: str, *, retryable: bool) -> None:
         self.source = source
         self.cause = cause
+        self.retryable = retryable
+        advice = (
+            "retry once the storage is reachable"
+            if retryable
+            else "a value does not fit its column's type: give the source explicit types (Parquet, or a CSV "
+            "whose early rows show each column's type) and inspect the data where PHI may be seen"
+        )
         super().__init__(
             f"{cause} while processing {source}; the underlying message is withheld because it may quote "
-            "cell values: inspect the data where PHI may be seen"
+            f"cell values; {advice}"
         )

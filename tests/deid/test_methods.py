@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_phi_guard.deid.methods import permitted_treatments, treatment_refusal
-from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier as I  # noqa: N817
-from airflow_phi_guard.policy.models import DeidentificationMethod as M  # noqa: N817
+from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier as I
+from airflow_phi_guard.policy.models import DeidentificationMethod as M
 from airflow_phi_guard.policy.models import Treatment as T  # noqa: N817
 
 EVERY = set(T)

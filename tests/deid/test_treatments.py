@@ -432,3 +432,10 @@ def test_dates_treatments_keep_length_and_nulls(treat):
     assert [index for index, value in enumerate(result.to_pylist()) if value is None] == [
         index for index in range(500) if index % 7 == 0
     ]
+
+
+def test_pseudonymize_trims_white_space_as_consent_matching_does():
+    # consent compares subject ids after trimming, so " p1" and "p1" are one subject and one pseudonym
+    key = b"k" * 32
+    expected = hmac.new(key, b"p1", hashlib.sha256).hexdigest()
+    assert pseudonymize(pa.array([" p1", "p1 ", "p1"]), key).to_pylist() == [expected] * 3

@@ -25,7 +25,7 @@ from airflow_phi_guard.policy import parse_policy
 from airflow_phi_guard.report import Verdict
 
 AS_OF = date(2026, 12, 1)
-KEY = b"test-key-not-a-secret"
+KEY = b"test-key-not-a-secret-0123456789abcdef"
 
 POLICY = """\
 name: test-policy
@@ -246,14 +246,33 @@ class TestRefused:
         with pytest.raises(SubjectColumnMissingError, match="PATIENT"):
             result.raise_for_verdict()
 
-    def test_a_refused_run_leaves_an_earlier_output_untouched(self, tmp_path: Path):
+    def test_a_refused_run_withdraws_an_earlier_output(self, tmp_path: Path):
+        # exit 3 means "nothing at OUT" (the issue): a reader of OUT must not find the set a later run refused
         _result, output = _run(tmp_path)
-        published = output.read_bytes()
+        assert output.exists()
 
         refused, _ = _run(tmp_path, notes=["call 402-555-0199"] * 10)
 
         assert not refused.report.published
-        assert output.read_bytes() == published
+        assert not output.exists()
+        assert _leftovers(output.parent) == []
+
+    def test_a_refusal_before_any_row_is_read_also_withdraws_an_earlier_output(self, tmp_path: Path):
+        _result, output = _run(tmp_path)
+
+        refused, _ = _run(tmp_path, key=None)
+
+        assert refused.report.rows.read == 0
+        assert not output.exists()
+
+    @pytest.mark.parametrize("key", [b"short-key", b"x" * 31])
+    def test_a_pseudonym_key_shorter_than_32_bytes_is_refused(self, tmp_path: Path, key: bytes):
+        result, output = _run(tmp_path, key=key)
+
+        assert not output.exists()
+        with pytest.raises(PseudonymKeyError, match="shorter than 32 bytes"):
+            result.raise_for_verdict()
+        assert key.decode() not in result.report.to_json()
 
     def test_several_refusals_are_all_reported(self, tmp_path: Path):
         result, _ = _run(tmp_path, key=None, extra={"FIRST": pa.array(["Alice368"] * 10)})

@@ -210,7 +210,7 @@ def test_no_cell_value_reaches_an_event(tmp_path, notes, verdict):
         output,
         consent=registry,
         as_of=date(2024, 6, 30),
-        pseudonym_key=b"canary-test-key-0123456789",
+        pseudonym_key=b"canary-test-key-0123456789abcdefghij",
     )
     assert result.report.verdict is verdict
 

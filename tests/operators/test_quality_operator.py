@@ -57,3 +57,19 @@ def test_a_set_that_fails_validation_is_withdrawn(tmp_path: Path, key_connection
     assert not governed.exists()
     for page in (tmp_path / "data-docs").rglob("*.html"):
         assert "402-555-0199" not in page.read_text()
+
+
+def test_a_check_that_cannot_run_withdraws_the_set_and_fails_without_retry(
+    tmp_path: Path, key_connection: str
+):
+    report = _governed(tmp_path, key_connection)
+    governed = Path(json.loads(report.read_text())["output"])
+    table = pq.read_table(governed)
+    # AGE stored as text: the age check cannot be evaluated on it, so nothing proves the ages are capped
+    ages = pc.cast(table["AGE"], pa.string())
+    pq.write_table(table.set_column(table.schema.get_field_index("AGE"), "AGE", ages), governed)
+
+    with pytest.raises(AirflowFailException):
+        _validation(tmp_path, report).execute(context={})
+
+    assert not governed.exists()

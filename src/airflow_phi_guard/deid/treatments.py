@@ -126,7 +126,8 @@ def pseudonymize(values: ArrayLike, key: bytes) -> pa.Array:
     """The HMAC-SHA256 of each value's text under the key, in lowercase hex.
 
     The same value and key give the same pseudonym in every table and run, and the value's text is what
-    is hashed, so the integer 123 and the text ``"123"`` share a pseudonym. Only the distinct values are
+    is hashed, so the integer 123 and the text ``"123"`` share a pseudonym; surrounding white space is
+    trimmed first, as when consent is matched. Only the distinct values are
     hashed: the column is dictionary-encoded and the digests are taken back by index.
 
     A keyed hash is derived from the identifier, so it is not a re-identification code under 164.514(c):
@@ -149,9 +150,9 @@ def pseudonymize(values: ArrayLike, key: bytes) -> pa.Array:
 def key_fingerprint(key: bytes) -> str:
     """A value-safe fingerprint that records which pseudonym key a run used: 16 hex digits.
 
-    It is the HMAC-SHA256 of a fixed label under the key, truncated, so it identifies the key to whoever
-    holds it without revealing it; a plain hash of the key would let anyone test guessed keys offline
-    against a digest that is published in reports and lineage, with no key needed to compute it.
+    It is the HMAC-SHA256 of a fixed, public label under the key, truncated. Like any digest of a key it
+    lets someone test guessed keys offline, so it protects only a key that cannot be guessed: the engine
+    refuses keys shorter than 32 bytes, and a key should be random (``secrets.token_hex(32)``).
 
     :param key: the secret pseudonym key.
     :raises ValueError: for an empty key.
@@ -299,9 +300,13 @@ def _hashable_bytes(values: pa.Array) -> pa.Array:
         or pa.types.is_fixed_size_binary(data_type)
         or pa.types.is_binary_view(data_type)
     )
-    if not (is_binary or _is_text(data_type)):
+    if is_binary:
+        return values.cast(pa.large_binary())
+    if not _is_text(data_type):
         values = values.cast(pa.string())
-    return values.cast(pa.large_binary())
+    # Ids are compared after trimming when consent is checked, so " p1" and "p1" are one subject: they
+    # must get one pseudonym too, or a split by patient would put one person on both sides.
+    return pc.utf8_trim_whitespace(values).cast(pa.large_binary())
 
 
 def _hmac_hex(messages: list[bytes | None], key: bytes) -> list[str | None]:

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 64 * 1024
 
+#: The shortest pseudonym key accepted: 256 bits, the size of the HMAC-SHA256 output.
+MINIMUM_KEY_BYTES = 32
+
 _OUTPUT_TYPES = {
     Treatment.YEAR: pa.int32(),
     Treatment.AGE: pa.int32(),
@@ -71,6 +74,19 @@ class GovernanceResult:
         """The schema of the governed set: the published columns, under their output names and types."""
         return output_schema(self.plan)
 
+    def write_report(self, path: str | os.PathLike[str]) -> None:
+        """Write the governance report; if that fails, withdraw the published set, which needs its record.
+
+        :param path: where to write the report (JSON).
+        :raises OSError: the report could not be written.
+        """
+        try:
+            self.report.write(path)
+        except OSError:
+            if self.report.output is not None:
+                _withdraw(Path(self.report.output), because="its governance report could not be written")
+            raise
+
     def raise_for_verdict(self, report_path: str | None = None) -> None:
         """Raise the refusal's error when nothing was published.
 
@@ -91,6 +107,10 @@ class _Tally:
     excluded: Counter[str] = field(default_factory=Counter)
     findings: Counter[tuple[str, SafeHarborIdentifier]] = field(default_factory=Counter)
     invalid: dict[str, InvalidValuesError] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.findings or self.invalid)
 
 
 def govern(
@@ -124,7 +144,8 @@ def govern(
     except FileNotFoundError:
         raise
     except pa.ArrowException as error:
-        raise DataProcessingError(str(source_path), type(error).__name__) from None
+        retryable = isinstance(error, pa.ArrowIOError)
+        raise DataProcessingError(str(source_path), type(error).__name__, retryable=retryable) from None
 
 
 def _govern(
@@ -143,7 +164,10 @@ def _govern(
     admission = None
     if consent is None:
         refusals.append(
-            Refusal(ConsentRegistryError, "no consent registry was given; no record can be admitted")
+            Refusal(
+                ConsentRegistryError,
+                "no consent registry was given, so no record can be admitted; pass --consent or consent_path",
+            )
         )
     else:
         try:
@@ -153,14 +177,7 @@ def _govern(
         else:
             admission = ConsentAdmission(registry, policy.consent.bases, policy.purpose, as_of)
 
-    if plan.uses(Treatment.PSEUDONYMIZE) and not pseudonym_key:
-        refusals.append(
-            Refusal(
-                PseudonymKeyError,
-                "the policy pseudonymizes columns but no pseudonym key was provided; set "
-                "PHI_GUARD_PSEUDONYM_KEY or, in Airflow, the pseudonym key connection",
-            )
-        )
+    refusals.extend(_key_refusals(plan, pseudonym_key))
 
     def report(verdict: Verdict, tally: _Tally, published_at: Path | None) -> GovernanceReport:
         return _build_report(
@@ -169,6 +186,7 @@ def _govern(
 
     tally = _Tally()
     if refusals:
+        _withdraw(output_path)
         log.info("policy %s refused the input before reading rows: %d refusal(s)", policy.name, len(refusals))
         return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
 
@@ -181,11 +199,13 @@ def _govern(
         with pq.ParquetWriter(temporary, schema) as writer:
             for batch in dataset.to_batches(columns=plan.read_columns, batch_size=batch_rows):
                 governed = _govern_batch(batch, plan, schema, admission, treat, tally)
-                if governed is not None and not tally.invalid:
+                # Once the run is sure to be refused, scanning goes on for complete counts, but no more
+                # data is written, not even to the hidden temporary file.
+                if governed is not None and not tally.refused:
                     writer.write_batch(governed)
         refusals.extend(_refusals_from(tally))
         if refusals:
-            temporary.unlink()
+            _withdraw(output_path)
             log.info(
                 "policy %s refused the data after %d row(s): %d refusal(s)",
                 policy.name,
@@ -208,6 +228,34 @@ def _govern(
     return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path), plan)
 
 
+def _key_refusals(plan: Plan, key: bytes | None) -> list[Refusal]:
+    if not plan.uses(Treatment.PSEUDONYMIZE):
+        return []
+    if not key:
+        problem = "no pseudonym key was provided"
+    elif len(key) < MINIMUM_KEY_BYTES:
+        # A short key can be guessed offline from any pseudonym of a known id, and every pseudonym of an
+        # enumerable id (an MRN) then reversed.
+        problem = f"the pseudonym key is shorter than {MINIMUM_KEY_BYTES} bytes"
+    else:
+        return []
+    return [
+        Refusal(
+            PseudonymKeyError,
+            f"the policy pseudonymizes columns but {problem}; set PHI_GUARD_PSEUDONYM_KEY or, in Airflow, "
+            "the password of the pseudonym key connection, to a random key such as the output of "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`",
+        )
+    ]
+
+
+def _withdraw(output: Path, because: str = "this run was refused") -> None:
+    """Remove a governed set: a refused run, or one whose record is missing, leaves nothing at ``output``."""
+    if output.exists():
+        output.unlink()
+        log.info("withdrew the governed set at %s because %s", output, because)
+
+
 def _treatments(
     policy: Policy, as_of: date, key: bytes | None
 ) -> dict[Treatment, Callable[[pa.Array], pa.Array]]:
@@ -218,7 +266,7 @@ def _treatments(
         Treatment.AGE: lambda values: treatments.to_age(values, as_of),
         Treatment.BIRTH_YEAR: lambda values: treatments.to_birth_year(values, as_of),
         Treatment.ZIP3: lambda values: treatments.to_zip3(values, vintage),
-        Treatment.PSEUDONYMIZE: lambda values: treatments.pseudonymize(values, key or b""),
+        Treatment.PSEUDONYMIZE: lambda values: treatments.pseudonymize(values, key),
     }
 
 
@@ -270,7 +318,9 @@ def _scan(column: ColumnPlan, values: pa.Array, tally: _Tally) -> None:
 def _refusals_from(tally: _Tally) -> list[Refusal]:
     refusals = [
         Refusal(
-            TreatmentNotApplicableError, f"column {source}: {error.count} value(s) are not {error.expected}"
+            TreatmentNotApplicableError,
+            f"column {source}: {error.count} value(s) are not {error.expected}; correct or null them "
+            "upstream, or drop the column",
         )
         for source, error in sorted(tally.invalid.items())
     ]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from airflow_phi_guard.deid.methods import treatment_refusal
 from airflow_phi_guard.exceptions import (
     PolicyViolationError,
     SubjectColumnMissingError,
@@ -15,7 +16,6 @@ from airflow_phi_guard.exceptions import (
     UndeclaredColumnsError,
     name_some,
 )
-from airflow_phi_guard.deid.methods import treatment_refusal
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.names import identify_column
 from airflow_phi_guard.policy.models import Policy, Treatment, UndeclaredColumns
@@ -116,7 +116,8 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
         refusals.append(
             Refusal(
                 SubjectColumnMissingError,
-                f"subject column '{policy.subject}' is not in the input, so consent cannot be checked",
+                f"subject column '{policy.subject}' is not in the input, so consent cannot be checked; "
+                "extract it with the data, or name the right column under 'subject'",
             )
         )
     elif not _holds_ids(schema.field(policy.subject).type):
@@ -134,7 +135,8 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
             Refusal(
                 UndeclaredColumnsError,
                 f"{len(missing)} declared column(s) are not in the input: {name_some(missing)}; "
-                "the governed set would not match its policy",
+                "the governed set would not match its policy: remove them from the policy or the extract's "
+                "selection must include them",
             )
         )
 
@@ -159,7 +161,8 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
             refusals.append(
                 Refusal(
                     TreatmentNotApplicableError,
-                    f"column {column.source}: treatment '{column.treatment}' cannot read type {field_type}",
+                    f"column {column.source}: treatment '{column.treatment}' cannot read type {field_type}; "
+                    "store it as a date, timestamp or ISO 8601 text (ZIP codes as text or integers)",
                 )
             )
 

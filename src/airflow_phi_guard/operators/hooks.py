@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 
 class PseudonymKeyHook(BaseHook):
@@ -27,7 +28,9 @@ class PseudonymKeyHook(BaseHook):
         """The key, or None when the connection does not exist or has no password."""
         try:
             connection = self.get_connection(self.pseudonym_key_conn_id)
-        except Exception:  # Airflow raises its own not-found error, whose class moved between versions
-            self.log.info("no connection %s: pseudonymize will refuse", self.pseudonym_key_conn_id)
+        except AirflowNotFoundException:
+            # Only a connection that does not exist means "no key"; any other failure (a secrets backend
+            # that is down, a malformed connection) propagates and stays retryable.
+            self.log.warning("no connection %s: pseudonymize will refuse", self.pseudonym_key_conn_id)
             return None
         return connection.password.encode() if connection.password else None

@@ -62,24 +62,27 @@ class PhiPolicyOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, object]:
         from airflow_phi_guard.engine.executor import govern
-        from airflow_phi_guard.exceptions import PolicyError, PolicyViolationError
+        from airflow_phi_guard.exceptions import DataProcessingError, PolicyError, PolicyViolationError
         from airflow_phi_guard.policy.models import Treatment
 
         policy = self._policy()
-        key = None
-        if any(column.treatment is Treatment.PSEUDONYMIZE for column in policy.columns.values()):
-            key = self._pseudonym_key()
+        key = self._pseudonym_key() if policy.uses(Treatment.PSEUDONYMIZE) else None
 
-        self._result = govern(
-            policy,
-            self.input_path,
-            self.output_path,
-            consent=self.consent_path,
-            as_of=date.fromisoformat(self.as_of),
-            pseudonym_key=key,
-        )
+        try:
+            self._result = govern(
+                policy,
+                self.input_path,
+                self.output_path,
+                consent=self.consent_path,
+                as_of=date.fromisoformat(self.as_of),
+                pseudonym_key=key,
+            )
+        except DataProcessingError as error:
+            if error.retryable:
+                raise
+            raise AirflowFailException(str(error)) from None
         report = self._result.report
-        report.write(self.report_path)
+        self._result.write_report(self.report_path)
         self.log.info(
             "policy %s v%d (%s): %s, %d of %d row(s) admitted; report at %s",
             policy.name,

@@ -49,30 +49,38 @@ class GovernedDatasetValidationOperator(BaseOperator):
         report = GovernanceReport.model_validate_json(Path(self.report_path).read_text(encoding="utf-8"))
         if not report.published or report.output is None:
             raise AirflowFailException(
-                f"the governance report at {self.report_path} shows nothing was published"
+                f"the governance report at {self.report_path} shows nothing was published, so there is "
+                "nothing to validate; resolve the refusals it lists and run the policy task again"
             )
         self._dataset = report.output
 
-        self._summary = validate_governed_dataset(
-            report.output,
-            report,
-            suite_name=f"{report.policy.name}-v{report.policy.version}",
-            data_docs_dir=self.data_docs_dir,
-            gx_project_dir=self.gx_project_dir,
-        )
-        failed = sum(1 for result in self._summary.results if not result.success)
-        self.log.info(
-            "suite %s: %d expectation(s), %d failed; Data Docs at %s",
-            self._summary.suite_name,
-            len(self._summary.results),
-            failed,
-            self._summary.data_docs_index,
-        )
         try:
+            self._summary = validate_governed_dataset(
+                report.output,
+                report,
+                suite_name=f"{report.policy.name}-v{report.policy.version}",
+                data_docs_dir=self.data_docs_dir,
+                gx_project_dir=self.gx_project_dir,
+            )
+            self.log.info(
+                "suite %s: %d expectation(s), %d failed; Data Docs at %s",
+                self._summary.suite_name,
+                len(self._summary.results),
+                len(self._summary.failures),
+                self._summary.data_docs_index,
+            )
             raise_for_failures(self._summary, self.report_path)
         except PolicyViolationError as violation:
             self._unpublish(report.output)
             raise AirflowFailException(str(violation)) from None
+        except Exception as error:
+            # A check that could not run proves nothing, so the set is withdrawn all the same. An error from
+            # inside Great Expectations or Arrow may quote a value in its message: only its class is named.
+            self._unpublish(report.output)
+            raise AirflowFailException(
+                f"validation could not run ({type(error).__name__}; its message is withheld because it may "
+                f"quote cell values); the governed set was withdrawn; see {self.report_path}"
+            ) from None
         return self._summary.to_dict()
 
     def _unpublish(self, dataset: str) -> None:

@@ -185,6 +185,10 @@ class Policy(_Frozen):
             return None
         return column.output_name or source
 
+    def uses(self, treatment: Treatment) -> bool:
+        """Whether any declared column takes ``treatment``."""
+        return any(column.treatment is treatment for column in self.columns.values())
+
     @property
     def digest(self) -> str:
         """A SHA-256 of the policy's content, independent of the file's layout and comments."""
