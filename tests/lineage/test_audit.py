@@ -168,6 +168,16 @@ class TestTrainingRuns:
             governance
         ]
 
+    def test_a_run_that_only_read_the_set_and_wrote_nothing_is_not_listed(self, policy, events_path):
+        # a validation task reads the governed set but makes nothing from it that could reach a model
+        governance = _govern(policy, events_path)
+        validation = _airflow_task_event()
+        validation["outputs"] = []
+        _append(events_path, validation)
+        assert [run.run_id for run in audit_model(read_events(events_path), "readmission-risk").runs] == [
+            governance
+        ]
+
     def test_a_failed_training_run_is_not_listed(self, policy, events_path):
         governance = _govern(policy, events_path)
         _append(events_path, _airflow_task_event("FAIL"))

@@ -91,6 +91,10 @@ def test_the_audit_names_what_reached_the_model_and_what_stopped(demo: DemoRun):
 
     report = json.loads((demo.output / "reports" / "readmission_risk.json").read_text())
     runs = audit["runs"]
+    events = [json.loads(line) for line in demo.events.read_text().splitlines() if line.strip()]
+    run_ids = {event["job"]["name"].rpartition(".")[2]: event["run"]["runId"] for event in events}
+    # the governance run and the training run that read its output; the validation only read it
+    assert {run["run_id"] for run in runs} == {run_ids["govern_training_set"], run_ids["train_model"]}
     assert report["policy"]["digest"] in {run["policy_digest"] for run in runs}
     assert report["rows"]["admitted"] in {run["rows_admitted"] for run in runs}
     assert {basis for run in runs for basis in run["consent_bases"]} == {

@@ -21,6 +21,7 @@ from enum import StrEnum
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from airflow_phi_guard.arrow_types import holds_ids
 from airflow_phi_guard.consent.registry import ConsentRecord, ConsentRegistry
 from airflow_phi_guard.policy.models import NON_ADMITTING_BASES, ConsentBasis
 
@@ -209,8 +210,6 @@ def _subject_text(subjects: pa.Array | pa.ChunkedArray) -> pa.Array:
     if pa.types.is_dictionary(kind):
         subjects = subjects.cast(kind.value_type)
         kind = subjects.type
-    is_text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
-    is_text = is_text or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind))
-    if not (is_text or pa.types.is_integer(kind) or pa.types.is_null(kind)):
+    if not (holds_ids(kind) or pa.types.is_null(kind)):
         raise TypeError(f"the subject column must hold text or integers, not {kind}")
     return subjects.cast(pa.string())

@@ -50,6 +50,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from airflow_phi_guard.arrow_types import is_text
 from airflow_phi_guard.exceptions import ConsentRegistryError
 from airflow_phi_guard.policy.models import ConsentBasis
 
@@ -370,7 +371,7 @@ def _column_values(name: str, column: pa.ChunkedArray) -> list[Any] | None:
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
         kind = column.type
-    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_string_view(kind)
+    text = is_text(kind)
     if pa.types.is_null(kind):
         return [None] * len(column)
     if name == "subject_id" and pa.types.is_integer(kind):
@@ -378,7 +379,7 @@ def _column_values(name: str, column: pa.ChunkedArray) -> list[Any] | None:
     if name == "purposes":
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
             item = kind.value_type
-            if pa.types.is_string(item) or pa.types.is_large_string(item) or pa.types.is_null(item):
+            if is_text(item) or pa.types.is_null(item):
                 return column.to_pylist()
         return None
     if name in _DATE_COLUMNS and pa.types.is_timestamp(kind):
@@ -389,10 +390,6 @@ def _column_values(name: str, column: pa.ChunkedArray) -> list[Any] | None:
     if name in _DATE_COLUMNS and pa.types.is_date(kind):
         return column.to_pylist()
     return column.to_pylist() if text else None
-
-
-def _is_string_view(kind: pa.DataType) -> bool:
-    return hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind)
 
 
 def _validate_rows(

@@ -16,6 +16,7 @@ import hmac
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from airflow_phi_guard.arrow_types import is_text
 from airflow_phi_guard.deid.zip3 import restricted_prefixes
 from airflow_phi_guard.exceptions import InvalidValuesError
 from airflow_phi_guard.policy.models import Zip3Vintage
@@ -183,10 +184,6 @@ def _decoded(values: pa.Array) -> pa.Array:
     return values
 
 
-def _is_text(data_type: pa.DataType) -> bool:
-    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
-
-
 def _null_int32(length: int) -> pa.Array:
     return pa.nulls(length, pa.int32())
 
@@ -203,7 +200,7 @@ def _recorded_date_parts(values: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array
     # recorded, which is the rule of 164.514(b)(2)(i)(C) as this product applies it (never UTC first).
     if pa.types.is_date(data_type) or pa.types.is_timestamp(data_type):
         return tuple(part(values).cast(pa.int32()) for part in (pc.year, pc.month, pc.day))
-    if _is_text(data_type):
+    if is_text(data_type):
         return _iso_date_parts(values)
     if values.null_count == len(values):
         return _null_int32(len(values)), _null_int32(len(values)), _null_int32(len(values))
@@ -277,7 +274,7 @@ def _zip_code_text(values: pa.Array) -> pa.Array:
     values = _decoded(values)
     data_type = values.type
 
-    if _is_text(data_type):
+    if is_text(data_type):
         return pc.utf8_trim_whitespace(values)
     if pa.types.is_integer(data_type):
         return values.cast(pa.string())
@@ -302,7 +299,7 @@ def _hashable_bytes(values: pa.Array) -> pa.Array:
     )
     if is_binary:
         return values.cast(pa.large_binary())
-    if not _is_text(data_type):
+    if not is_text(data_type):
         values = values.cast(pa.string())
     # Ids are compared after trimming when consent is checked, so " p1" and "p1" are one subject: they
     # must get one pseudonym too, or a split by patient would put one person on both sides.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from airflow_phi_guard.arrow_types import holds_ids, is_text
 from airflow_phi_guard.deid.methods import treatment_refusal
 from airflow_phi_guard.exceptions import (
     PolicyViolationError,
@@ -84,12 +85,12 @@ class Plan:
 
 
 #: Arrow types each treatment can read. Text is accepted where the treatment parses it.
-_DATE_LIKE = (pa.types.is_date, pa.types.is_timestamp, pa.types.is_string, pa.types.is_large_string)
+_DATE_LIKE = (pa.types.is_date, pa.types.is_timestamp, is_text)
 _ACCEPTS = {
     Treatment.YEAR: _DATE_LIKE,
     Treatment.AGE: _DATE_LIKE,
     Treatment.BIRTH_YEAR: _DATE_LIKE,
-    Treatment.ZIP3: (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer),
+    Treatment.ZIP3: (is_text, pa.types.is_integer),
 }
 
 
@@ -120,7 +121,7 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
                 "extract it with the data, or name the right column under 'subject'",
             )
         )
-    elif not _holds_ids(schema.field(policy.subject).type):
+    elif not holds_ids(schema.field(policy.subject).type):
         refusals.append(
             Refusal(
                 SubjectColumnTypeError,
@@ -169,24 +170,13 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
     return Plan(policy=policy, schema=schema, columns=columns, refusals=tuple(refusals))
 
 
-def _holds_ids(field_type: pa.DataType) -> bool:
-    if pa.types.is_dictionary(field_type):
-        return _holds_ids(field_type.value_type)
-    return (
-        pa.types.is_string(field_type)
-        or pa.types.is_large_string(field_type)
-        or pa.types.is_integer(field_type)
-    )
-
-
 def _scannable(field_type: pa.DataType) -> bool:
     """Whether the value scan can prove a kept column free of identifiers: text it reads, or a type that
     cannot hold text."""
     if pa.types.is_dictionary(field_type):
         return _scannable(field_type.value_type)
     return (
-        pa.types.is_string(field_type)
-        or pa.types.is_large_string(field_type)
+        is_text(field_type)
         or pa.types.is_integer(field_type)
         or pa.types.is_floating(field_type)
         or pa.types.is_decimal(field_type)

@@ -8,8 +8,10 @@ provider write it) by these rules:
   a training task has read it. A refused run, or a FAIL, reaches nothing.
 - **Reached** is the union, over those runs, of the published columns of their ``phiGuard_columns``
   facet; **stopped** the source columns those runs dropped, less any column reached in some run.
-- **Runs** lists the governance runs, and every other COMPLETE event (a training task in Airflow, say)
-  whose inputs include a governed dataset by namespace and name. Such a consumer run takes its policy
+- **Runs** lists the governance runs, and every other COMPLETE event that read a governed dataset (by
+  namespace and name among its inputs) and wrote something from it (an output dataset: the model of a
+  training task in Airflow, say). A run that only read the set, such as its validation, made nothing
+  that could carry the data on, and is not listed. Such a consumer run takes its policy
   digest, consent bases and admitted rows from the governance run that produced what it read: the latest
   published run with that output at or before the consumer's event time, or the latest one at all when
   clocks disagree.
@@ -392,7 +394,7 @@ class _EventLog:
             # COMPLETE event with inputs is a candidate consumer.
             if _get(event, "eventType") == "COMPLETE":
                 inputs = frozenset(key for key in map(_dataset_key, _list(_get(event, "inputs"))) if key)
-                if inputs:
+                if inputs and _list(_get(event, "outputs")):
                     consumers[run_id] = _Consumer(
                         run_id, _text(_get(event, "eventTime")) or "", _job(event), inputs
                     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from airflow_phi_guard.arrow_types import holds_text
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 
 
@@ -86,7 +87,7 @@ def scan_values(
     :returns: the identifiers found, each with the number of values that contain it; absent means zero.
     """
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    if not _holds_text(values.type):
+    if not holds_text(values.type):
         return {}
 
     counts = dict.fromkeys(SafeHarborIdentifier, 0)
@@ -94,14 +95,6 @@ def scan_values(
         for identifier, found in _findings(chunk, detectors).items():
             counts[identifier] += found
     return {identifier: found for identifier, found in counts.items() if found}
-
-
-def _holds_text(data_type: pa.DataType) -> bool:
-    if pa.types.is_dictionary(data_type):
-        data_type = data_type.value_type
-    return any(
-        test(data_type) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
-    )
 
 
 def _findings(chunk: pa.Array, detectors: tuple[ValueDetector, ...]) -> dict[SafeHarborIdentifier, int]:

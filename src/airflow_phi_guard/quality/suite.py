@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from airflow_phi_guard.arrow_types import holds_text
 from airflow_phi_guard.exceptions import QualityCheckFailedError, name_some
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.values import DETECTORS, ValueDetector
@@ -142,7 +143,7 @@ def describe_output_columns(report: GovernanceReport, schema: pa.Schema) -> tupl
                 name=decision.output,
                 source=decision.source,
                 treatment=decision.treatment,
-                is_string=_holds_text(arrow_type),
+                is_string=holds_text(arrow_type),
                 is_integer=pa.types.is_integer(arrow_type),
                 arrow_type=str(arrow_type),
             )
@@ -322,14 +323,6 @@ def _refuse_misfit_types(output_columns: Sequence[OutputColumn]) -> None:
                 f"checked: {name_some(misfits)}; the dataset was not written by this policy's treatments"
             ]
         )
-
-
-def _holds_text(arrow_type: pa.DataType) -> bool:
-    if pa.types.is_dictionary(arrow_type):
-        return _holds_text(arrow_type.value_type)
-    return any(
-        check(arrow_type) for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
-    )
 
 
 def _as_tuple(value: Any) -> Any:
