@@ -161,22 +161,8 @@ def _govern(
     plan = make_plan(policy, dataset.schema)
     refusals = list(plan.refusals)
 
-    admission = None
-    if consent is None:
-        refusals.append(
-            Refusal(
-                ConsentRegistryError,
-                "no consent registry was given, so no record can be admitted; pass --consent or consent_path",
-            )
-        )
-    else:
-        try:
-            registry = read_consent_registry(consent)
-        except ConsentRegistryError as error:
-            refusals.extend(Refusal(ConsentRegistryError, reason) for reason in error.refusals)
-        else:
-            admission = ConsentAdmission(registry, policy.consent.bases, policy.purpose, as_of)
-
+    admission, consent_refusals = _consent_admission(policy, consent, as_of)
+    refusals.extend(consent_refusals)
     refusals.extend(_key_refusals(plan, pseudonym_key))
 
     def report(verdict: Verdict, tally: _Tally, published_at: Path | None) -> GovernanceReport:
@@ -226,6 +212,20 @@ def _govern(
         len(plan.published),
     )
     return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path), plan)
+
+
+def _consent_admission(
+    policy: Policy, consent: str | os.PathLike[str] | None, as_of: date
+) -> tuple[ConsentAdmission | None, list[Refusal]]:
+    """Read the registry and prepare the admission; without a usable registry nothing can be admitted."""
+    if consent is None:
+        reason = "no consent registry was given, so no record can be admitted; pass --consent or consent_path"
+        return None, [Refusal(ConsentRegistryError, reason)]
+    try:
+        registry = read_consent_registry(consent)
+    except ConsentRegistryError as error:
+        return None, [Refusal(ConsentRegistryError, reason) for reason in error.refusals]
+    return ConsentAdmission(registry, policy.consent.bases, policy.purpose, as_of), []
 
 
 def _key_refusals(plan: Plan, key: bytes | None) -> list[Refusal]:
