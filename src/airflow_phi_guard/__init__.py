@@ -24,6 +24,7 @@ def get_provider_info() -> dict[str, object]:
                 "python-modules": [
                     "airflow_phi_guard.operators.policy",
                     "airflow_phi_guard.operators.quality",
+                    "airflow_phi_guard.operators.scan",
                 ],
             }
         ],

@@ -22,6 +22,7 @@ from airflow_phi_guard.report import GovernanceReport
 if TYPE_CHECKING:
     from airflow_phi_guard.engine.executor import GovernanceResult
     from airflow_phi_guard.lineage.build import RunLineage
+    from airflow_phi_guard.phi.inventory import ScanReport
     from airflow_phi_guard.policy.models import Policy
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,37 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--model", help="NAME or NAME:VERSION; every model when omitted")
     audit.add_argument("--format", choices=("text", "json"), default="text")
     audit.set_defaults(run=_audit)
+
+    scan = commands.add_parser("scan", help="find the identifier columns of a dataset, by name and by value")
+    scan.add_argument("--input", required=True, type=Path, help="the dataset (Parquet or CSV)")
+    scan.add_argument("--format", choices=("text", "json"), default="text")
+    scan.add_argument("--sample-rows", type=_positive_int, help="scan only the first N rows")
+    scan.set_defaults(run=_scan)
+
+    policy = commands.add_parser("policy", help="write policies")
+    policy_commands = policy.add_subparsers(required=True, metavar="COMMAND")
+    init = policy_commands.add_parser(
+        "init", help="write a draft policy from a scan; it loads once every justification is written"
+    )
+    init.add_argument("--input", required=True, type=Path, help="the dataset (Parquet or CSV)")
+    init.add_argument("--output", type=Path, help="the policy file to write; standard output when omitted")
+    init.add_argument("--name", help="the policy's and the model's name; the input's file name by default")
+    init.add_argument("--purpose", help="the purpose consent records must name (model-training)")
+    init.add_argument("--recipient", help="who receives the governed dataset (internal)")
+    init.add_argument("--sample-rows", type=_positive_int, help="scan only the first N rows")
+    init.add_argument("--force", action="store_true", help="overwrite an existing --output file")
+    init.set_defaults(run=_policy_init)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
+    return number
 
 
 def _iso_date(text: str) -> date:
@@ -195,6 +226,116 @@ def _audit(arguments: argparse.Namespace, console: Console) -> int:
         for answer in answers:
             sys.stdout.write(audit.render_text(answer))
     return EXIT_PUBLISHED
+
+
+def _scan(arguments: argparse.Namespace, console: Console) -> int:
+    _require_input(arguments.input)
+    report = _scan_with_progress(arguments.input, arguments.sample_rows)
+    if arguments.format == "json":
+        sys.stdout.write(report.to_json())
+        return EXIT_PUBLISHED
+
+    sample = f", first {arguments.sample_rows} asked" if arguments.sample_rows else ""
+    table = Table(title=f"PHI scan of {report.input} ({report.rows_scanned} row(s){sample})")
+    # a column name cut short with an ellipsis could be read as another column's
+    table.add_column("column", overflow="fold")
+    for heading in ("identifier", "confidence"):
+        table.add_column(heading, no_wrap=True, min_width=len(heading))
+    table.add_column("evidence")
+    for heading in ("runner-up", "rows", "matches"):
+        table.add_column(heading, no_wrap=True)
+    for verdict in report.columns:
+        table.add_row(
+            verdict.column,
+            verdict.identifier.letter if verdict.identifier else "-",
+            verdict.confidence.value if verdict.confidence else "-",
+            "; ".join(item.describe() for item in verdict.evidence) or "-",
+            verdict.runner_up.letter if verdict.runner_up else "-",
+            str(verdict.rows_scanned),
+            str(verdict.matches),
+        )
+    console.print(table)
+    found = sorted(set(report.identifiers.values()))
+    for identifier in found:
+        console.print(f"  {identifier.letter}: {identifier.description}")
+    console.print(f"{len(report.identifiers)} of {len(report.columns)} column(s) hold an identifier")
+    return EXIT_PUBLISHED
+
+
+def _policy_init(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.engine.source import open_source
+    from airflow_phi_guard.policy import draft
+
+    output: Path | None = arguments.output
+    if output is not None and output.exists() and not arguments.force:
+        _say("error:", f"{output} exists; a draft never replaces a policy unless --force is given")
+        return EXIT_USAGE
+    _require_input(arguments.input)
+
+    report = _scan_with_progress(arguments.input, arguments.sample_rows)
+    policy = draft.draft_policy(
+        report,
+        open_source(arguments.input).schema,
+        name=arguments.name,
+        purpose=arguments.purpose or draft.DEFAULT_PURPOSE,
+        recipient=arguments.recipient or draft.DEFAULT_RECIPIENT,
+    )
+    text = policy.to_yaml()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        _write_atomically(output, text)
+
+    treatments = list(policy.treatments().values())
+    summary = ", ".join(f"{treatments.count(kind)} {kind}" for kind in dict.fromkeys(treatments))
+    where = f"written to {output}" if output else "written to standard output"
+    # the summary goes to standard error when the draft itself is on standard output
+    say = console.print if output else Console(stderr=True, soft_wrap=True, markup=False).print
+    say(
+        f"draft policy {policy.name} {where}: {len(treatments)} column(s) ({summary}), "
+        f"method {policy.method}; write the {len(treatments)} justification(s), then check it with "
+        "`phi-guard plan`"
+    )
+    return EXIT_PUBLISHED
+
+
+def _scan_with_progress(path: Path, sample_rows: int | None) -> ScanReport:
+    """Scan ``path``, with a progress bar on standard error when it is a terminal (never in a pipe)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from airflow_phi_guard.phi.inventory import scan_dataset
+
+    # isatty itself, not Rich's is_terminal, which FORCE_COLOR turns on in a CI log or a pipe
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not (isatty and isatty()):
+        return scan_dataset(path, sample_rows=sample_rows)
+    errors = Console(file=sys.stderr, force_terminal=True, markup=False, highlight=False)
+
+    columns = (SpinnerColumn(), TextColumn("scanning"), BarColumn(), TextColumn("{task.completed} rows"))
+    with Progress(*columns, TimeElapsedColumn(), console=errors, transient=True) as bar:
+        task = bar.add_task("scan", total=sample_rows or _row_count(path))
+        return scan_dataset(
+            path, sample_rows=sample_rows, progress=lambda rows: bar.update(task, completed=rows)
+        )
+
+
+def _row_count(path: Path) -> int | None:
+    """The rows of a Parquet dataset, from its metadata; None for CSV, which would have to be read twice."""
+    from airflow_phi_guard.engine.source import open_source
+
+    if path.suffix.lower() == ".csv":
+        return None
+    return open_source(path).count_rows()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _print_report(report: GovernanceReport, console: Console) -> None:

@@ -17,6 +17,7 @@ FACET_DOCUMENTS = {
     "phiGuard_policy": "PhiGuardPolicyRunFacet",
     "phiGuard_consent": "PhiGuardConsentRunFacet",
     "phiGuard_columns": "PhiGuardColumnsDatasetFacet",
+    "phiGuard_inventory": "PhiGuardInventoryDatasetFacet",
 }
 
 #: The fields every facet inherits from the core's BaseFacet (and DatasetFacet), declared again in our
@@ -39,7 +40,7 @@ def test_every_local_schema_is_valid_json_schema_2020_12():
     assert_valid_schema_documents()
 
 
-def test_the_package_ships_exactly_the_three_facet_schemas():
+def test_the_package_ships_exactly_the_facet_schemas_of_its_facets():
     assert sorted(facet_schemas()) == sorted(
         f"{SCHEMA_BASE_URL}1-0-0/{name}.json" for name in FACET_DOCUMENTS.values()
     )
@@ -52,6 +53,7 @@ def test_the_package_ships_exactly_the_three_facet_schemas():
         ("phiGuard_policy", "RunFacet"),
         ("phiGuard_consent", "RunFacet"),
         ("phiGuard_columns", "DatasetFacet"),
+        ("phiGuard_inventory", "DatasetFacet"),
     ],
 )
 def test_facet_schema_is_an_allof_over_the_core_base(key, base):

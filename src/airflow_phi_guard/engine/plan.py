@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from airflow_phi_guard.arrow_types import holds_ids, is_text
+from airflow_phi_guard.arrow_types import holds_ids, is_scannable, is_text
 from airflow_phi_guard.deid.methods import treatment_refusal
 from airflow_phi_guard.exceptions import (
     PolicyViolationError,
@@ -150,7 +150,7 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
     for column in (column for column in columns if column.read):
         accepted = _ACCEPTS.get(column.treatment)
         field_type = schema.field(column.source).type
-        if column.treatment is Treatment.KEEP and not _scannable(field_type):
+        if column.treatment is Treatment.KEEP and not is_scannable(field_type):
             refusals.append(
                 Refusal(
                     TreatmentNotApplicableError,
@@ -168,22 +168,6 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
             )
 
     return Plan(policy=policy, schema=schema, columns=columns, refusals=tuple(refusals))
-
-
-def _scannable(field_type: pa.DataType) -> bool:
-    """Whether the value scan can prove a kept column free of identifiers: text it reads, or a type that
-    cannot hold text."""
-    if pa.types.is_dictionary(field_type):
-        return _scannable(field_type.value_type)
-    return (
-        is_text(field_type)
-        or pa.types.is_integer(field_type)
-        or pa.types.is_floating(field_type)
-        or pa.types.is_decimal(field_type)
-        or pa.types.is_boolean(field_type)
-        or pa.types.is_temporal(field_type)
-        or pa.types.is_null(field_type)
-    )
 
 
 def _plan_column(policy: Policy, field: pa.Field) -> ColumnPlan:

@@ -1,4 +1,4 @@
-"""The custom OpenLineage facets of phi-guard: the policy and consent of a run, and the columns of its output.
+"""The custom OpenLineage facets of phi-guard: policy and consent of a run, output columns, scan inventory.
 
 Each facet is an attrs class on the OpenLineage client's generated base classes, named ``phiGuard_<name>``
 in an event, with a versioned JSON Schema shipped beside this module under ``schemas/<SchemaVer>/``; the
@@ -28,6 +28,7 @@ SCHEMA_BASE_URL = "https://raw.githubusercontent.com/airflow-phi-guard/airflow-p
 POLICY_FACET = "phiGuard_policy"
 CONSENT_FACET = "phiGuard_consent"
 COLUMNS_FACET = "phiGuard_columns"
+INVENTORY_FACET = "phiGuard_inventory"
 
 
 def _schema_url(version: str, name: str) -> str:
@@ -208,11 +209,70 @@ class PhiGuardColumnsDatasetFacet(_ProducedByPhiGuard, DatasetFacet):
         return _schema_url("1-0-0", "PhiGuardColumnsDatasetFacet")
 
 
+@attr.define(kw_only=True)
+class PhiGuardInventoryEvidence(RedactMixin):
+    """One piece of evidence for an identifier in a column, by its source and detector, never a value."""
+
+    source: str
+    """``name`` (the column's name), ``value`` (a value detector) or ``known-values``."""
+
+    identifier: str
+    """The identifier the evidence points to, by letter."""
+
+    detector: str | None = None
+    """The value detector that matched, by name; None for name and known-values evidence."""
+
+    confidence: str | None = None
+    """How sure a match is, ``low``, ``medium`` or ``high``; None for name evidence, which decides alone."""
+
+    rate: float | None = None
+    """The share of the column's scanned non-empty values that matched; None for name evidence."""
+
+
+@attr.define(kw_only=True)
+class PhiGuardInventoryColumn(RedactMixin):
+    """A scan's verdict on one column."""
+
+    name: str
+    """The column's name."""
+
+    evidence: list[PhiGuardInventoryEvidence] = attr.field(factory=list)
+    """What the verdict rests on."""
+
+    identifier: str | None = None
+    """The Safe Harbor letter the column is judged to be, or None when it is none of the 18."""
+
+    confidence: str | None = None
+    """``low``, ``medium`` or ``high``; None when the column is no identifier."""
+
+    runnerUp: str | None = None  # noqa: N815
+    """The identifier with the next strongest evidence, by letter, or None."""
+
+
+@attr.define(kw_only=True)
+class PhiGuardInventoryDatasetFacet(_ProducedByPhiGuard, DatasetFacet):
+    """Which columns of a dataset are identifiers, as a scan judged them: key ``phiGuard_inventory``."""
+
+    rowsScanned: int  # noqa: N815
+    """Rows whose values were scanned."""
+
+    columns: list[PhiGuardInventoryColumn] = attr.field(factory=list)
+    """Every column of the dataset, in its order, with its verdict."""
+
+    sampleRows: int | None = None  # noqa: N815
+    """The most rows the scan was asked to read, or None when it read the whole dataset."""
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("1-0-0", "PhiGuardInventoryDatasetFacet")
+
+
 #: Every custom facet class by the key it takes in an event.
 FACET_CLASSES: dict[str, type[RunFacet | DatasetFacet]] = {
     POLICY_FACET: PhiGuardPolicyRunFacet,
     CONSENT_FACET: PhiGuardConsentRunFacet,
     COLUMNS_FACET: PhiGuardColumnsDatasetFacet,
+    INVENTORY_FACET: PhiGuardInventoryDatasetFacet,
 }
 
 

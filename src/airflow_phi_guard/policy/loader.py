@@ -105,6 +105,10 @@ def _describe(error: dict[str, Any]) -> str:
         return "unknown key; check its spelling against the policy reference"
     if kind == "missing":
         return "required key is missing"
+    if kind == "string_too_short":
+        if error["loc"] and error["loc"][-1] == "justification":
+            return "must not be empty: write why the purpose needs this column, or why it is dropped"
+        return "must not be empty"
     if kind == "enum":
         expected = error.get("ctx", {}).get("expected", "")
         return f"unknown value; expected one of {expected}"
