@@ -114,8 +114,8 @@ def source_rows() -> list[dict[str, str]]:
         rows.append(
             {
                 "PATIENT": subject,
-                "FIRST": f"CANARY-FIRST-{number:04d}",
-                "LAST": f"CANARY-LAST-{number:04d}",
+                "FIRST": f"Firstcanary{number:04d}",
+                "LAST": f"Lastcanary{number:04d}",
                 "SSN": f"999-4{number}-73{number:02d}",
                 "DRIVERS": f"CANARY-DRIVERS-{number:04d}",
                 "PASSPORT": f"CANARY-PASSPORT-{number:04d}",

@@ -306,3 +306,30 @@ def test_a_subject_column_of_floats_is_refused_before_rows_are_read(tmp_path: Pa
     assert result.report.rows.read == 0
     with pytest.raises(SubjectColumnTypeError, match="PATIENT"):
         result.raise_for_verdict()
+
+
+class TestKnownValues:
+    """Values of the dataset's own identifier columns found in kept text (issue 3), even when dropped."""
+
+    @pytest.mark.parametrize(
+        ("names", "notes", "refused"),
+        [
+            # the admitted patient's own name copied into the note
+            (["Alice368"] * 10, ["Alice368 doing well"] + ["ok"] * 9, True),
+            # another patient's name, one whose row consent excludes, is PHI in any note it appears in
+            ([f"Name{n}x" for n in range(9)] + ["Zed368"], ["spoke with zed368"] + ["ok"] * 9, True),
+            # notes that name nobody in the dataset
+            (["Alice368"] * 10, ["doing well"] * 10, False),
+        ],
+    )
+    def test_a_name_from_the_names_column_in_kept_text_refuses(self, tmp_path: Path, names, notes, refused):
+        result, output = _run(tmp_path, undeclared="drop", extra={"FIRST": pa.array(names)}, notes=notes)
+
+        assert result.report.published is not refused
+        assert output.exists() is not refused
+        if refused:
+            assert [(f.column, f.identifier.letter, f.count) for f in result.report.findings] == [
+                ("NOTE", "A", 1)
+            ]
+            for name in names:
+                assert name not in result.report.to_json()

@@ -29,6 +29,7 @@ from airflow_phi_guard.exceptions import (
     TreatmentNotApplicableError,
 )
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
+from airflow_phi_guard.phi.known import KnownValues
 from airflow_phi_guard.phi.values import scan_values
 from airflow_phi_guard.policy.models import Policy, Treatment
 from airflow_phi_guard.report import (
@@ -288,16 +289,19 @@ def _govern_batch(
     tally: _Tally,
 ) -> pa.RecordBatch | None:
     tally.read += batch.num_rows
+    # Known values come from every row read, excluded ones too: a name is PHI in any note it appears in.
+    known = KnownValues.from_batch(batch, plan.known_value_columns) if plan.known_value_columns else None
     admitted, excluded = admission.admit(batch.column(plan.policy.subject))
     tally.excluded.update({str(reason): count for reason, count in excluded.items() if count})
     batch = batch.filter(admitted)
     tally.admitted += batch.num_rows
 
+    for column in plan.kept_text:
+        _scan(column, batch.column(column.source), known, tally)
+
     arrays = []
     for column in plan.published:
         values = batch.column(column.source)
-        if column.treatment is Treatment.KEEP:
-            _scan(column, values, tally)
         try:
             arrays.append(treat[column.treatment](values))
         except InvalidValuesError as error:
@@ -309,8 +313,14 @@ def _govern_batch(
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _scan(column: ColumnPlan, values: pa.Array, tally: _Tally) -> None:
-    for identifier, count in scan_values(values).items():
+def _scan(column: ColumnPlan, values: pa.Array, known: KnownValues | None, tally: _Tally) -> None:
+    """Count the values of a kept text column holding an identifier, by detector or as a known value."""
+    found = Counter(scan_values(values))
+    if known is not None:
+        for identifier, count in known.search(values).items():
+            # a value found both ways is one value: keep the larger count, not the sum
+            found[identifier] = max(found[identifier], count)
+    for identifier, count in found.items():
         if count:
             tally.findings[(column.source, identifier)] += count
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from airflow_phi_guard.arrow_types import holds_ids, is_scannable, is_text
+from airflow_phi_guard.arrow_types import holds_ids, holds_text, is_scannable, is_text
 from airflow_phi_guard.deid.methods import treatment_refusal
 from airflow_phi_guard.exceptions import (
     PolicyViolationError,
@@ -18,6 +18,7 @@ from airflow_phi_guard.exceptions import (
     name_some,
 )
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
+from airflow_phi_guard.phi.known import SEARCHED_IDENTIFIERS
 from airflow_phi_guard.phi.names import identify_column
 from airflow_phi_guard.policy.models import Policy, Treatment, UndeclaredColumns
 
@@ -70,11 +71,34 @@ class Plan:
 
     @property
     def read_columns(self) -> list[str]:
-        """Source columns the engine reads: the published ones and the subject column."""
+        """Source columns the engine reads: the published ones, the subject column, and the identifier
+        columns whose values are searched for in kept text."""
         names = [column.source for column in self.columns if column.read]
-        if self.policy.subject not in names and self.policy.subject in self.schema.names:
-            names.append(self.policy.subject)
-        return names
+        extra = [self.policy.subject] if self.policy.subject in self.schema.names else []
+        extra += list(self.known_value_columns)
+        return names + [name for name in dict.fromkeys(extra) if name not in names]
+
+    @property
+    def kept_text(self) -> tuple[ColumnPlan, ...]:
+        """Published columns whose text is kept as it is, and so scanned for identifiers."""
+        return tuple(
+            column
+            for column in self.published
+            if column.treatment is Treatment.KEEP and holds_text(self.schema.field(column.source).type)
+        )
+
+    @property
+    def known_value_columns(self) -> dict[str, SafeHarborIdentifier]:
+        """Identifier columns whose values are searched for in kept text: a patient's name copied into a
+        note is found because the name column is read too, even when it is dropped. None without kept
+        text, since there is nothing to search then."""
+        if not self.kept_text:
+            return {}
+        return {
+            column.source: column.identifier
+            for column in self.columns
+            if column.identifier in SEARCHED_IDENTIFIERS
+        }
 
     @property
     def published(self) -> tuple[ColumnPlan, ...]:
