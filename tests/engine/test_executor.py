@@ -333,3 +333,35 @@ class TestKnownValues:
             ]
             for name in names:
                 assert name not in result.report.to_json()
+
+
+@pytest.mark.parametrize(
+    ("method", "note", "refused_letter"),
+    [
+        # a date in kept text is an identifier (C) unless the output is a limited data set (164.514(e))
+        ("expert-determination", "seen on 03/14/2024", "C"),
+        ("limited-data-set", "seen on 03/14/2024", None),
+        # a limited data set keeps the ZIP code but no street address (B)
+        ("limited-data-set", "moved to ZIP 68504", None),
+        ("limited-data-set", "moved to 406 Kohler Camp", "B"),
+        ("safe-harbor", "moved to 406 Kohler Camp", "B"),
+    ],
+)
+def test_what_kept_text_may_hold_depends_on_the_method(tmp_path: Path, method, note, refused_letter):
+    policy_text = (POLICY % {"undeclared": "refuse"}).replace(
+        "method: expert-determination", f"method: {method}"
+    )
+    # PATIENT is dropped so that every method accepts the columns; only the kept NOTE differs
+    policy_text = policy_text.replace("{treatment: pseudonymize, as: PATIENT_KEY,", "{treatment: drop,")
+    result = govern(
+        parse_policy(policy_text),
+        _source(tmp_path, notes=[note] * 10),
+        tmp_path / "out.parquet",
+        consent=_consent(tmp_path),
+        as_of=AS_OF,
+    )
+
+    assert [finding.identifier.letter for finding in result.report.findings] == (
+        [refused_letter] if refused_letter else []
+    )
+    assert result.report.published is (refused_letter is None)

@@ -303,3 +303,140 @@ def test_no_synonym_has_two_meanings_once_its_separators_are_removed():
 def test_every_letter_has_at_least_one_synonym():
     letters = {identifier for identifier in (*WHOLE_NAMES.values(), *HEAD_NAMES.values()) if identifier}
     assert letters == set(SafeHarborIdentifier)
+
+
+# The letters that no value detector can find are decided by column name alone (tests/phi/test_detectors.py
+# has the value tables of B to O): names (A) read as ordinary words, biometrics (P) and photographs (Q) are
+# binary or opaque templates, and other unique codes (R) look like any code. A name copied into free text
+# is found through the dataset's own name columns by the known-values search (phi/known.py), not here.
+
+# A: names of the individual and of relatives, employers and household members (164.514(b)(2)(i)(A)).
+NAMES = [
+    ("FIRST", A),  # Synthea
+    ("LAST", A),
+    ("MAIDEN", A),
+    ("PREFIX", A),  # Mr., Mrs.: part of how the name is written
+    ("patient_full_name", A),
+    ("FNAME", A),  # extract abbreviations
+    ("LAST_NM", A),
+    ("middle_init", A),
+    ("aka", A),
+    ("father_name", A),
+    ("drug_name", None),  # names of things, not of people
+    ("concept_name", None),
+    ("provider_name", None),  # a clinician is not the individual
+    ("name_count", None),
+]
+
+
+@pytest.mark.parametrize(("column", "expected"), NAMES)
+def test_names(column, expected):
+    assert identify_column(column) == expected
+
+
+# P: biometric identifiers, including finger and voice prints (164.514(b)(2)(i)(P)).
+BIOMETRICS = [
+    ("fingerprint", P),
+    ("finger_print", P),
+    ("fingerprint_template", P),
+    ("voice_print", P),
+    ("voice_sample", P),
+    ("retinal_scan", P),
+    ("iris_scan", P),
+    ("palm_print", P),
+    ("biometric_template", P),
+    ("has_fingerprint", None),  # a flag about a biometric, not the biometric
+    ("print_date", C),  # "print" alone is no biometric; the head noun is a date
+]
+
+
+@pytest.mark.parametrize(("column", "expected"), BIOMETRICS)
+def test_biometric_identifiers(column, expected):
+    assert identify_column(column) == expected
+
+
+# Q: full-face photographs and comparable images (164.514(b)(2)(i)(Q)).
+PHOTOGRAPHS = [
+    ("photo", Q),
+    ("patient_photo", Q),
+    ("photograph", Q),
+    ("face_image", Q),
+    ("headshot", Q),
+    ("picture", Q),
+    ("selfie", Q),
+    ("mugshot", Q),
+    ("photo_url", N),  # the head noun is a URL, itself an identifier
+    ("photo_count", None),
+    ("is_photo_consented", None),
+]
+
+
+@pytest.mark.parametrize(("column", "expected"), PHOTOGRAPHS)
+def test_photographs(column, expected):
+    assert identify_column(column) == expected
+
+
+# R: any other unique identifying number, characteristic or code (164.514(b)(2)(i)(R)): keys of the patient
+# and the encounter. Codes of things (SNOMED CT, LOINC) and of clinicians and payers are not.
+OTHER_CODES = [
+    ("Id", R),  # Synthea's patient and encounter UUIDs
+    ("PATIENT", R),
+    ("ENCOUNTER", R),
+    ("person_source_value", R),  # OMOP
+    ("uuid", R),
+    ("empi_id", R),
+    ("mpi_id", R),
+    ("CSN", R),  # Epic's contact serial number
+    ("tax_id", R),
+    ("CODE", None),
+    ("REASONCODE", None),
+    ("PROVIDER", None),
+    ("PAYER", None),
+    ("loinc_code", None),
+]
+
+
+@pytest.mark.parametrize(("column", "expected"), OTHER_CODES)
+def test_other_unique_codes(column, expected):
+    assert identify_column(column) == expected
+
+
+# Spellings of extracts that the synonym table did not know, one row per gap closed.
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        ("street_addr", B),
+        ("city_name", B),
+        ("county_name", B),
+        ("zip_plus_4", B),  # the ordinal 4 is dropped, "zip plus" stays
+        ("geo_lat", B),
+        ("gps_coordinates", B),
+        ("house_no", B),
+        ("birth_year", C),  # reveals ages over 89
+        ("YOB", C),
+        ("age_in_years", C),
+        ("time_of_birth", C),
+        ("fax_num", E),
+        ("email_addr", F),
+        ("ssn_last4", G),  # the last four digits are still derived from the SSN
+        ("mrn_number", H),
+        ("medical_record", H),
+        ("insurance_member_id", I),  # member_id as a head noun
+        ("plan_subscriber_no", I),
+        ("insurance_card_number", I),  # not J: the card names the plan's member
+        ("account", J),
+        ("FIN", J),  # Cerner's financial (account) number
+        ("credit_card_number", J),
+        ("cc_number", J),
+        ("dl_no", K),
+        ("passport_num", K),
+        ("vin_number", L),
+        ("vehicle_plate", L),
+        ("serial", M),
+        ("ip_addr", O),
+        ("NPI", None),  # a clinician's identifier, like PROVIDER
+        ("provider_npi", None),
+    ],
+)
+def test_extract_spellings(column, expected):
+    assert identify_column(column) == expected

@@ -11,7 +11,7 @@ import pytest
 from airflow_phi_guard.exceptions import QualityCheckFailedError
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.values import DETECTORS
-from airflow_phi_guard.policy.models import Treatment
+from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
 from airflow_phi_guard.quality.suite import (
     KEPT_STRING_PATTERNS,
     PSEUDONYM_PATTERN,
@@ -27,6 +27,14 @@ from tests.quality.conftest import ALLOWLISTED, governed_table, make_report, pse
 D = SafeHarborIdentifier.TELEPHONE_NUMBER
 F = SafeHarborIdentifier.EMAIL_ADDRESS
 G = SafeHarborIdentifier.SOCIAL_SECURITY_NUMBER
+
+#: The identifiers the product finds by value, B to O (issue 3): kept text is checked for each of them.
+#: A, P, Q and R have no value detector (names are found as known values, R by column name).
+VALUE_LETTERS = "BCDEFGHIJKLMNO"
+_KEPT_TEXT_CHECKS = [
+    ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[SafeHarborIdentifier(letter)]})
+    for letter in VALUE_LETTERS
+]
 
 
 def _specs_for(treatment: Treatment, arrow_type: pa.DataType) -> list[ExpectationSpec]:
@@ -66,26 +74,24 @@ def _specs_for(treatment: Treatment, arrow_type: pa.DataType) -> list[Expectatio
             pa.string(),
             [("expect_column_values_to_match_regex", {"regex": "^[0-9a-f]{64}$"})],
         ),
-        # keep, text: no SSN, telephone number or email address (issue, "What is refused").
-        (
-            Treatment.KEEP,
-            pa.string(),
-            [
-                ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[D]}),
-                ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[F]}),
-                ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[G]}),
-            ],
-        ),
+        # keep, text: none of the identifiers found by value, B to O (issue 3, "Enforcement uses it").
+        (Treatment.KEEP, pa.string(), _KEPT_TEXT_CHECKS),
         # keep, text in other layouts: scanned the same way.
         (
             Treatment.KEEP,
             pa.large_string(),
-            [("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[x]}) for x in "DFG"],
+            [
+                ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[x]})
+                for x in VALUE_LETTERS
+            ],
         ),
         (
             Treatment.KEEP,
             pa.dictionary(pa.int32(), pa.string()),
-            [("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[x]}) for x in "DFG"],
+            [
+                ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[x]})
+                for x in VALUE_LETTERS
+            ],
         ),
         # keep, numbers: a number cannot hold these patterns, so there is nothing to scan.
         (Treatment.KEEP, pa.int64(), []),
@@ -103,7 +109,7 @@ def test_each_treatment_gets_the_check_of_its_rule(treatment, arrow_type, expect
 def test_kept_text_checks_name_the_identifier_they_keep_out():
     specs = _specs_for(Treatment.KEEP, pa.string())
 
-    assert [spec.identifier for spec in specs] == [D, F, G]
+    assert [spec.identifier.value for spec in specs] == list(VALUE_LETTERS)
     assert all(f"identifier {spec.identifier.value}" in spec.meaning for spec in specs)
 
 
@@ -213,7 +219,7 @@ def test_kept_text_patterns_find_the_identifiers(value, identifier):
         "Well child visit (procedure)",
         "410620009",  # a SNOMED code stored as text
         "982192b6-6843-4011-ef46-32caaf87d8a9",  # a UUID
-        "2022-07-20T07:13:55Z",
+        "83.87",  # money
     ],
 )
 def test_kept_text_patterns_leave_ordinary_text_alone(value):
@@ -283,7 +289,7 @@ def test_the_gx_suite_holds_one_expectation_per_spec(report):
     ] == [(spec.expectation_type, spec.to_dict()["kwargs"]) for spec in specs]
     assert suite.expectations[0].exact_match is True
     configurations = [expectation.configuration for expectation in suite.expectations]
-    assert [c.meta["phi_guard"]["identifier"] for c in configurations] == [None, "B", "D", "F", "G"]
+    assert [c.meta["phi_guard"]["identifier"] for c in configurations] == [None, "B", *VALUE_LETTERS]
     assert [c.meta["phi_guard"]["position"] for c in configurations] == list(range(len(specs)))
     assert suite.meta["phi_guard"] == {"policy": "p"}
 
@@ -293,3 +299,17 @@ def test_an_unknown_expectation_is_refused():
 
     with pytest.raises(ValueError, match="expect_column_values_to_be_wishful"):
         build_expectation_suite("s", [spec])
+
+
+def test_a_limited_data_set_may_keep_dates_and_zip_codes_in_text(report):
+    # 164.514(e): a limited data set keeps dates and ZIP codes, but no other postal address element
+    limited = report.model_copy(update={"method": DeidentificationMethod.LIMITED_DATA_SET})
+    specs = expectations_for_policy(limited, pa.schema([("ZIP3", pa.string()), ("DESCRIPTION", pa.string())]))
+    kept_text = [spec for spec in specs if spec.column == "DESCRIPTION"]
+
+    assert [spec.identifier.value for spec in kept_text] == [
+        letter for letter in VALUE_LETTERS if letter != "C"
+    ]
+    street = next(spec for spec in kept_text if spec.identifier.value == "B")
+    assert re.search(street.kwargs["regex"], "lives at 406 Kohler Camp")
+    assert not re.search(street.kwargs["regex"], "ZIP 68504")

@@ -56,9 +56,10 @@ def test_a_governed_dataset_passes(tmp_path, gx_dirs):
 
     assert summary.success
     assert summary.failures == ()
-    # One column-set check, one check per reduced column, three per kept text column (DESCRIPTION, GENDER).
-    assert summary.statistics.evaluated == 1 + 5 + 2 * 3
-    assert (summary.statistics.successful, summary.statistics.unsuccessful) == (12, 0)
+    # One column-set check, one per reduced column (5), and one per identifier found by value (B to O) in
+    # each kept text column (DESCRIPTION, GENDER).
+    assert summary.statistics.evaluated == 1 + 5 + 2 * 14
+    assert (summary.statistics.successful, summary.statistics.unsuccessful) == (1 + 5 + 2 * 14, 0)
     assert summary.results[0] == ("expect_table_columns_to_match_set", None, True, None)
     raise_for_failures(summary)
 

@@ -16,6 +16,9 @@ before any row is read. The tables follow 45 CFR 164.514:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from airflow_phi_guard.phi.detectors import DETECTORS, ValueDetector
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.names import column_words
 from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
@@ -68,6 +71,29 @@ _PERMITTED: dict[DeidentificationMethod, dict[SafeHarborIdentifier, frozenset[Tr
         _I.OTHER_UNIQUE_IDENTIFIER: _EVERY_TREATMENT,
     },
 }
+
+#: What a limited data set may keep in free text as in columns: dates (C) and the ZIP code, though no
+#: other part of a postal address (164.514(e)(2)(ii)).
+_LIMITED_DATA_SET_TEXT = frozenset({"zip-code"})
+
+
+def text_detectors(
+    method: DeidentificationMethod, detectors: Sequence[ValueDetector] = DETECTORS
+) -> tuple[ValueDetector, ...]:
+    """The value detectors whose finds in kept text are identifiers ``method`` removes, so refuse a run.
+
+    :param method: the policy's de-identification method.
+    :param detectors: the detectors to choose from; every built-in one by default.
+    """
+    if method is not DeidentificationMethod.LIMITED_DATA_SET:
+        return tuple(detectors)
+    return tuple(
+        detector
+        for detector in detectors
+        if detector.identifier is not SafeHarborIdentifier.DATES
+        and detector.name not in _LIMITED_DATA_SET_TEXT
+    )
+
 
 _BIRTH_WORDS = frozenset({"dob", "born", "birth", "birthdate", "birthday", "birthdatetime"})
 

@@ -6,7 +6,7 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -28,9 +28,9 @@ from airflow_phi_guard.exceptions import (
     ResidualPhiError,
     TreatmentNotApplicableError,
 )
+from airflow_phi_guard.phi.detectors import ValueDetector, scan_values
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.known import KnownValues
-from airflow_phi_guard.phi.values import scan_values
 from airflow_phi_guard.policy.models import Policy, Treatment
 from airflow_phi_guard.report import (
     ColumnDecision,
@@ -297,7 +297,7 @@ def _govern_batch(
     tally.admitted += batch.num_rows
 
     for column in plan.kept_text:
-        _scan(column, batch.column(column.source), known, tally)
+        _scan(column, batch.column(column.source), plan.text_detectors, known, tally)
 
     arrays = []
     for column in plan.published:
@@ -313,9 +313,15 @@ def _govern_batch(
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _scan(column: ColumnPlan, values: pa.Array, known: KnownValues | None, tally: _Tally) -> None:
+def _scan(
+    column: ColumnPlan,
+    values: pa.Array,
+    detectors: Sequence[ValueDetector],
+    known: KnownValues | None,
+    tally: _Tally,
+) -> None:
     """Count the values of a kept text column holding an identifier, by detector or as a known value."""
-    found = Counter(scan_values(values))
+    found = Counter(scan_values(values, detectors))
     if known is not None:
         for identifier, count in known.search(values).items():
             # a value found both ways is one value: keep the larger count, not the sum

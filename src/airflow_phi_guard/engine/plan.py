@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from airflow_phi_guard.arrow_types import holds_ids, holds_text, is_scannable, is_text
-from airflow_phi_guard.deid.methods import treatment_refusal
+from airflow_phi_guard.deid.methods import text_detectors, treatment_refusal
 from airflow_phi_guard.exceptions import (
     PolicyViolationError,
     SubjectColumnMissingError,
@@ -17,6 +17,7 @@ from airflow_phi_guard.exceptions import (
     UndeclaredColumnsError,
     name_some,
 )
+from airflow_phi_guard.phi.detectors import ValueDetector
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.known import SEARCHED_IDENTIFIERS
 from airflow_phi_guard.phi.names import identify_column
@@ -86,6 +87,11 @@ class Plan:
             for column in self.published
             if column.treatment is Treatment.KEEP and holds_text(self.schema.field(column.source).type)
         )
+
+    @property
+    def text_detectors(self) -> tuple[ValueDetector, ...]:
+        """The value detectors whose finds in kept text refuse the run under the policy's method."""
+        return text_detectors(self.policy.deidentification.method)
 
     @property
     def known_value_columns(self) -> dict[str, SafeHarborIdentifier]:

@@ -22,7 +22,7 @@ synonym table by exact match, never by substring. Three rules, applied in order,
 
 Because matching is by whole words at the head of a name, ``ZIP_CODE_COUNT``, ``EMAIL_OPT_IN`` and
 ``SSN_VERIFIED`` are not identifiers (their head nouns are ``count``, ``opt in`` and ``verified``), while
-``PATIENT_ZIP_CODE`` is. A name is only a hint: values are scanned too (``phi.values``).
+``PATIENT_ZIP_CODE`` is. A name is only a hint: values are scanned too (``phi.detectors``).
 """
 
 from __future__ import annotations
@@ -56,15 +56,16 @@ R = SafeHarborIdentifier.OTHER_UNIQUE_IDENTIFIER
 WHOLE_NAMES: dict[str, SafeHarborIdentifier | None] = {
     # A: the parts of a person's name, as Synthea and most EHR extracts split it.
     "name": A, "first": A, "last": A, "middle": A, "prefix": A, "suffix": A, "maiden": A, "given": A,
-    "family": A, "initials": A, "middle_initial": A, "alias": A,
+    "family": A, "initials": A, "middle_initial": A, "middle_init": A, "alias": A, "aka": A,
     # B: geographic subdivisions smaller than a State, and their geocodes.
     "lat": B, "lon": B, "lng": B, "long": B, "geocode": B, "geo_location": B, "location": B, "fips": B,
     "street": B, "street_name": B, "street_number": B, "house_number": B, "apartment": B, "apt": B,
     "precinct": B, "tract": B, "block_group": B, "neighborhood": B, "neighbourhood": B, "town": B,
-    "addr": B, "addr_line": B,
+    "addr": B, "addr_line": B, "geo_lat": B, "geo_lon": B, "geo_lng": B, "gps": B, "house_no": B,
+    "apt_no": B, "apartment_number": B,
     # C: dates of the person's life and care, and ages (over 89 they are identifiers).
     "start": C, "stop": C, "end": C, "age": C, "admit": C, "discharge": C, "year_of_birth": C,
-    "month_of_birth": C, "day_of_birth": C, "age_at_death": C,
+    "month_of_birth": C, "day_of_birth": C, "age_at_death": C, "age_years": C, "age_in_years": C,
     # D, E: bare words for a contact number.
     "tel": D, "mobile": D, "cell": D,
     # R: codes that single out the patient or the encounter. person_source_value is OMOP's copy of the
@@ -73,18 +74,26 @@ WHOLE_NAMES: dict[str, SafeHarborIdentifier | None] = {
     "id": R, "patient": R, "encounter": R, "person": R, "subject": R, "visit": R, "pt": R,
     "person_id": R, "person_source_value": R, "subject_id": R, "encounter_id": R, "visit_id": R,
     "visit_occurrence_id": R, "visit_source_value": R, "uuid": R, "guid": R, "empi": R, "mpi": R,
-    "enterprise_id": R, "national_id": R, "national_identifier": R, "record_id": R,
+    "enterprise_id": R, "national_id": R, "national_identifier": R, "record_id": R, "tin": R,
+    # Epic's contact serial number, which keys an encounter.
+    "csn": R,
     # I: health plan numbers named by their holder.
-    "member_id": I, "member_number": I, "mbr_id": I, "mbr_num": I, "mbr_number": I, "subscriber_id": I,
-    "subscriber_number": I, "beneficiary_id": I, "beneficiary_number": I,
+    "mbr_id": I, "mbr_num": I, "mbr_number": I,
+    # J: a billing account; Cerner's FIN (financial number) is the account of an encounter.
+    "account": J, "fin": J,
     # K: Synthea's DRIVERS (driver's licence number) and PASSPORT columns.
-    "drivers": K, "passport": K, "license": K, "licence": K, "certificate": K,
+    "drivers": K, "passport": K, "license": K, "licence": K, "certificate": K, "dln": K,
+    # M: a bare serial is a serial number, of a device unless the name says vehicle (rule 1 tries
+    # vehicle_serial_number first).
+    "serial": M,
     # Decided not identifiers. A State is allowed by 164.514(b)(2)(i)(B), and so is a country. Synthea's
     # ORGANIZATION, PROVIDER and PAYER identify organisations and clinicians, not the patient.
     "state": None, "state_code": None, "state_name": None, "country": None, "country_code": None,
     "organization": None, "organisation": None, "provider": None, "payer": None, "gender": None,
     "sex": None, "race": None, "ethnicity": None, "marital": None, "marital_status": None,
     "income": None, "code": None, "description": None, "encounterclass": None,
+    # A clinician's NPI and DEA registration identify the prescriber, not the patient (like PROVIDER).
+    "npi": None, "dea": None,
 }  # fmt: skip
 
 #: Synonyms that identify a column also as the head (last words) of a longer name, rule 3.
@@ -92,59 +101,72 @@ HEAD_NAMES: dict[str, SafeHarborIdentifier] = {
     # A
     "first_name": A, "last_name": A, "middle_name": A, "given_name": A,
     "family_name": A, "full_name": A, "maiden_name": A, "surname": A, "nickname": A,
+    # the abbreviations of extracts: FNAME, LAST_NM...
+    "fname": A, "lname": A, "first_nm": A, "last_nm": A, "full_nm": A, "middle_nm": A,
     # B
     "address": B, "address_line": B, "street_address": B, "city": B, "county": B, "zip": B,
     "zip_code": B, "postal_code": B, "post_code": B, "latitude": B, "longitude": B,
     "fips_code": B, "county_fips": B, "census_tract": B, "census_block": B, "birthplace": B,
-    "place_of_birth": B, "birth_city": B,
+    "place_of_birth": B, "birth_city": B, "street_addr": B, "city_name": B, "county_name": B,
+    "zip_plus": B, "geohash": B, "census_block_group": B, "gps_coordinates": B,
     # C: any name whose head is a date is a date; birth and death dates in their usual spellings.
     "date": C, "datetime": C, "dt": C, "dttm": C, "timestamp": C, "birthdate": C, "birthday": C,
     "dob": C, "date_of_birth": C, "birth_datetime": C, "deathdate": C, "dod": C, "date_of_death": C,
-    "death_datetime": C,
+    "death_datetime": C, "birth_year": C, "yob": C, "dob_year": C, "birth_time": C, "time_of_birth": C,
     # D
     "phone": D, "phone_number": D, "phone_no": D, "phone_num": D, "telephone": D,
     "telephone_number": D, "cellphone": D, "mobile_number": D, "mobile_phone": D,
     # E
-    "fax": E, "fax_number": E, "fax_no": E, "facsimile": E,
+    "fax": E, "fax_number": E, "fax_no": E, "fax_num": E, "facsimile": E,
     # F: "e-mail" splits into "e" and "mail", joined back to "email".
-    "email": F, "email_address": F,
+    "email": F, "email_address": F, "email_addr": F,
     # G
     "ssn": G, "social_security_number": G, "social_security_no": G, "social_security": G,
     "soc_sec_no": G, "soc_sec_num": G,
+    # the last four digits of an SSN ("ssn_last4" loses its ordinal 4) are still derived from it.
+    "ssn_last": G,
     # H
     "mrn": H, "medical_record_number": H, "medical_record_no": H, "medical_record_num": H,
-    "medical_record_id": H, "mr_number": H, "chart_number": H,
+    "medical_record_id": H, "mr_number": H, "chart_number": H, "chart_no": H, "medical_record": H,
+    "mrn_number": H, "mrn_no": H, "mrn_num": H, "mrn_id": H,
     # I
     "health_plan_id": I, "health_plan_number": I, "health_plan_beneficiary_number": I,
     "insurance_id": I, "insurance_number": I, "policy_number": I, "medicare_number": I,
     "medicare_id": I, "medicaid_number": I, "medicaid_id": I, "hicn": I, "mbi": I,
+    # also as heads, so that insurance_member_id and plan_subscriber_id are found.
+    "member_id": I, "member_number": I, "member_no": I, "subscriber_id": I, "subscriber_number": I,
+    "subscriber_no": I, "beneficiary_id": I, "beneficiary_number": I, "insurance_card_number": I,
     # J
     "account_number": J, "account_no": J, "account_num": J, "account_id": J, "acct_number": J,
     "acct_no": J, "acct_num": J, "acct_id": J, "bank_account": J, "billing_account": J,
+    # payment cards are account numbers too.
+    "credit_card": J, "credit_card_number": J, "card_number": J, "cc_number": J, "iban": J,
     # K
     "drivers_license": K, "driver_license": K, "drivers_licence": K, "driver_licence": K,
     "drivers_license_number": K, "driver_license_number": K, "dl_number": K, "license_number": K,
     "licence_number": K, "license_no": K, "licence_no": K, "passport_number": K, "passport_no": K,
-    "certificate_number": K, "certificate_no": K,
+    "certificate_number": K, "certificate_no": K, "dl_num": K, "dl_no": K, "driver_lic": K, "lic_no": K,
+    "license_num": K, "licence_num": K, "passport_num": K, "certificate_num": K,
     # L: longer than license_number, so it is tried first and wins.
     "vin": L, "vehicle_identification_number": L, "vehicle_id": L, "vehicle_serial_number": L,
     "license_plate": L, "licence_plate": L, "license_plate_number": L, "licence_plate_number": L,
-    "plate_number": L, "number_plate": L,
+    "plate_number": L, "number_plate": L, "vin_number": L, "vehicle_plate": L,
     # M
     "device_id": M, "device_identifier": M, "device_serial_number": M, "device_serial": M, "udi": M,
     "unique_device_identifier": M, "imei": M, "mac_address": M, "serial_number": M, "serial_no": M,
     # N
     "url": N, "uri": N, "web_url": N, "website": N, "web_address": N, "home_page": N,
     # O: "ipv4" splits into "ipv" and a dropped ordinal.
-    "ip": O, "ip_address": O, "ipv": O,
+    "ip": O, "ip_address": O, "ipv": O, "ip_addr": O,
     # P
     "fingerprint": P, "voiceprint": P, "retina_scan": P,
-    "iris_scan": P, "biometric": P, "biometric_id": P, "biometric_template": P,
+    "iris_scan": P, "biometric": P, "biometric_id": P, "biometric_template": P, "fingerprint_template": P,
+    "palm_print": P, "retinal_scan": P, "voice_sample": P,
     # Q
     "photo": Q, "photograph": Q, "face_photo": Q, "face_image": Q, "facial_image": Q, "portrait": Q,
-    "headshot": Q,
+    "headshot": Q, "picture": Q, "selfie": Q, "mugshot": Q, "face_scan": Q,
     # R
-    "patient_id": R, "patient_uuid": R,
+    "patient_id": R, "patient_uuid": R, "empi_id": R, "mpi_id": R, "tax_id": R, "itin": R,
 }  # fmt: skip
 
 #: Leading words of rule 2: the subject itself, the people whose identifiers 164.514(b)(2)(i) also

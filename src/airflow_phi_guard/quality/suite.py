@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from airflow_phi_guard.arrow_types import holds_text
+from airflow_phi_guard.deid.methods import text_detectors
 from airflow_phi_guard.exceptions import QualityCheckFailedError, name_some
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.values import DETECTORS, ValueDetector
@@ -167,18 +168,27 @@ def expectations_for_policy(report: GovernanceReport, schema: pa.Schema) -> list
         )
     allowlisted = [decision.output for decision in report.columns if decision.output is not None]
     return expectations_for_output_columns(
-        allowlisted, describe_output_columns(report, schema), reference_year=report.as_of.year
+        allowlisted,
+        describe_output_columns(report, schema),
+        reference_year=report.as_of.year,
+        kept_text_patterns=_patterns_by_identifier(text_detectors(report.method)),
     )
 
 
 def expectations_for_output_columns(
-    allowlisted: Sequence[str], output_columns: Sequence[OutputColumn], *, reference_year: int
+    allowlisted: Sequence[str],
+    output_columns: Sequence[OutputColumn],
+    *,
+    reference_year: int,
+    kept_text_patterns: Mapping[SafeHarborIdentifier, str] = KEPT_STRING_PATTERNS,
 ) -> list[ExpectationSpec]:
     """The suite for a dataset whose allowlisted outputs and published columns are known.
 
     :param allowlisted: every output column the policy allows, in output order.
     :param output_columns: the published columns, with treatment and type.
     :param reference_year: the year of the reference date of ages and birth years.
+    :param kept_text_patterns: the identifiers kept text must not hold under the policy's method, each
+        with its pattern; every detector's by default.
     :raises QualityCheckFailedError: when a column's type does not fit its treatment.
     """
     _refuse_misfit_types(output_columns)
@@ -192,7 +202,7 @@ def expectations_for_output_columns(
         )
     ]
     for column in output_columns:
-        specs.extend(_column_expectations(column, reference_year))
+        specs.extend(_column_expectations(column, reference_year, kept_text_patterns))
     return specs
 
 
@@ -237,7 +247,9 @@ def build_expectation_suite(
     return suite
 
 
-def _column_expectations(column: OutputColumn, reference_year: int) -> list[ExpectationSpec]:
+def _column_expectations(
+    column: OutputColumn, reference_year: int, kept_text_patterns: Mapping[SafeHarborIdentifier, str]
+) -> list[ExpectationSpec]:
     name = column.name
     if column.treatment is Treatment.KEEP:
         if not column.is_string:
@@ -249,7 +261,7 @@ def _column_expectations(column: OutputColumn, reference_year: int) -> list[Expe
                 f"Kept text in {name} contains no {identifier.description} (identifier {identifier.value}).",
                 identifier,
             )
-            for identifier, pattern in KEPT_STRING_PATTERNS.items()
+            for identifier, pattern in kept_text_patterns.items()
         ]
     if column.treatment is Treatment.ZIP3:
         return [
