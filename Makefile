@@ -6,7 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+BENCH_VENV := .venv-benchmark
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: demo test lint clean benchmark
 
 demo: $(STAMP)
 	@scripts/run-demo
@@ -15,8 +18,22 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests dags
-	$(BIN)/ruff format --check src tests dags
+	$(BIN)/ruff check src tests dags benchmarks
+	$(BIN)/ruff format --check src tests dags benchmarks
+
+# Compares the value scan with Presidio's analyzer (benchmarks/README.md). Presidio lives in a venv of
+# its own, never in .venv: the tests and CI do not need it.
+benchmark: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCHMARK_ARGS)
+
+$(BENCH_STAMP): pyproject.toml constraints.txt benchmarks/constraints.txt benchmarks/requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (set PYTHON=...)"; exit 1; }
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet --constraint constraints.txt \
+		--constraint benchmarks/constraints.txt --editable . --requirement benchmarks/requirements.txt
+	touch $(BENCH_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
