@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -183,3 +183,23 @@ def assert_valid_schema_documents() -> None:
             Draft202012Validator.check_schema(document)
         except jsonschema.SchemaError as error:
             raise EventValidationError(f"{uri} is not valid JSON Schema 2020-12: {error.message}") from None
+
+
+def run_event(lineage: Any, state: Any, job_name: str) -> dict[str, Any]:
+    """The JSON of a RunEvent carrying ``lineage`` (a RunLineage or an OperatorLineage), as the client
+    would send it: for tests that validate what an operator's lineage methods return."""
+    from openlineage.client.event_v2 import Job, Run, RunEvent
+    from openlineage.client.serde import Serde
+
+    from airflow_phi_guard.lineage.emit import new_run_id
+
+    event = RunEvent(
+        eventType=state,
+        eventTime=datetime.now(UTC).isoformat(),
+        run=Run(runId=new_run_id(), facets=lineage.run_facets),
+        job=Job(namespace="test", name=job_name, facets=lineage.job_facets),
+        inputs=lineage.inputs,
+        outputs=lineage.outputs,
+        producer="https://github.com/airflow-phi-guard/airflow-phi-guard",
+    )
+    return Serde.to_dict(event)

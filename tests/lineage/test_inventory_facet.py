@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import get_args
 
 import attr
 import pyarrow as pa
 import pytest
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.serde import Serde
+from openlineage.client.event_v2 import RunState
 
-from airflow_phi_guard.lineage.emit import new_run_id
 from airflow_phi_guard.lineage.facets import (
     FACET_CLASSES,
     SCHEMA_BASE_URL,
@@ -27,6 +24,7 @@ from airflow_phi_guard.phi.inventory import ColumnVerdict, Evidence, ScanReport
 from tests.lineage.openlineage_validation import (
     CORE_ID,
     EventValidationError,
+    run_event,
     validate_event,
     validate_instance,
 )
@@ -164,16 +162,7 @@ def _report(columns: list[ColumnVerdict] = VERDICTS, *, sample_rows: int | None 
 
 
 def _event(lineage, state: RunState) -> dict:
-    event = RunEvent(
-        eventType=state,
-        eventTime=datetime.now(UTC).isoformat(),
-        run=Run(runId=new_run_id(), facets=lineage.run_facets),
-        job=Job(namespace="test", name="dag.scan", facets=lineage.job_facets),
-        inputs=lineage.inputs,
-        outputs=lineage.outputs,
-        producer="https://github.com/airflow-phi-guard/airflow-phi-guard",
-    )
-    return Serde.to_dict(event)
+    return run_event(lineage, state, "dag.scan")
 
 
 def _input_facets(report: ScanReport, **kwargs) -> dict:

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.serde import Serde
+from openlineage.client.event_v2 import RunState
 
-from airflow_phi_guard.lineage.emit import new_run_id
-from tests.lineage.openlineage_validation import validate_event
+from tests.lineage.openlineage_validation import run_event, validate_event
 from tests.operators.conftest import make_policy_operator
 
 CANARIES = ("p-admitted", "p-waiver", "999-49-3983", "402-555-0199")
 
 
 def _event(lineage, state: RunState) -> dict:
-    event = RunEvent(
-        eventType=state,
-        eventTime=datetime.now(UTC).isoformat(),
-        run=Run(runId=new_run_id(), facets=lineage.run_facets),
-        job=Job(namespace="test", name="dag.govern", facets=lineage.job_facets),
-        inputs=lineage.inputs,
-        outputs=lineage.outputs,
-        producer="https://github.com/airflow-phi-guard/airflow-phi-guard",
-    )
-    return Serde.to_dict(event)
+    return run_event(lineage, state, "dag.govern")
 
 
 class TestPhiPolicyOperatorExecute:

@@ -6,21 +6,18 @@ import json
 import logging
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.serde import Serde
+from openlineage.client.event_v2 import RunState
 
 from airflow_phi_guard.exceptions import DataProcessingError
-from airflow_phi_guard.lineage.emit import new_run_id
 from airflow_phi_guard.operators.scan import PhiScanOperator
 from airflow_phi_guard.phi.inventory import ScanReport
-from tests.lineage.openlineage_validation import validate_event
+from tests.lineage.openlineage_validation import run_event, validate_event
 
 ROWS = 10
 
@@ -75,16 +72,7 @@ def _operator(tmp_path: Path, input_path: Path | str, **kwargs) -> PhiScanOperat
 
 
 def _event(lineage, state: RunState) -> dict:
-    event = RunEvent(
-        eventType=state,
-        eventTime=datetime.now(UTC).isoformat(),
-        run=Run(runId=new_run_id(), facets=lineage.run_facets),
-        job=Job(namespace="test", name="dag.scan", facets=lineage.job_facets),
-        inputs=lineage.inputs,
-        outputs=lineage.outputs,
-        producer="https://github.com/airflow-phi-guard/airflow-phi-guard",
-    )
-    return Serde.to_dict(event)
+    return run_event(lineage, state, "dag.scan")
 
 
 @pytest.fixture
