@@ -8,17 +8,22 @@ few values whose text matched, never on every row.
 
 One scan of a column takes three steps:
 
-1. **Candidates.** The patterns of all detectors, joined into one alternation, find the rows that may hold
-   anything at all; in clinical text that is a small share, so the per-detector work that follows runs on
-   few values. A dictionary-encoded column is matched through its dictionary only.
-2. **Distinct values.** The candidate rows are counted per distinct value (``value_counts``), so a value
-   repeated on many rows (a description, a date) is matched and validated once and weighted by its rows.
-3. **Detectors.** The detectors of each identifier run over the candidates that their joined patterns
-   match. A detector without a validator or excluded context is decided by its pattern alone. For the
-   others, ``extract_regex`` takes each value's first match, and the validator judges each distinct
-   matched text once (a million timestamps hold a few thousand dates). Only the rare values that may hold
-   more (a rejected first match followed by another, a match after an excluded context such as "fax:")
-   are re-read in Python, every match of them tried.
+1. **Distinct values.** The rows of a chunk are counted per distinct value (``value_counts``) before any
+   pattern runs, so a value repeated on many rows (a description, a date) is matched and validated once
+   and weighted by its rows. A dictionary-encoded column is counted through its indices.
+2. **Hints.** Each built-in detector has a hint: a short pattern that every text its pattern matches also
+   matches (``@`` for an email, five digits after letters for a ZIP). The hints of an identifier's
+   detectors, joined, pick the values worth its detectors' passes, and each detector's own hint picks the
+   values its pattern runs on. Short hints cost little to compile and to run; all patterns joined into one
+   alternation would cost more than running them one by one, since its automaton outgrows RE2's memory.
+   Where a column has few distinct values, hints are searched in Python with patterns compiled once,
+   because RE2 compiles a pattern on every call. A detector without a hint (one declared by a policy,
+   such as :func:`mrn_detector`) runs on every distinct value.
+3. **Detectors.** A detector without a validator or excluded context is decided by its pattern alone. For
+   the others, ``extract_regex`` takes each value's first match (which also says which values match), and
+   the validator judges each distinct matched text once (a million timestamps hold a few thousand dates).
+   Only the rare values that may hold more (a rejected first match followed by another, a match after an
+   excluded context such as "fax:") are re-read in Python, every match of them tried.
 
 The scanner reports numbers of rows per detector and confidence, never a value. Each detector knows its
 false-positive traps, which its comment names: digit runs of codes (SNOMED CT, LOINC) and amounts of money,
@@ -220,6 +225,9 @@ def _context_code(context: str) -> str:
 
 
 _NOT_DIGITS = re.compile("[^0-9]+")
+# Compiled once: validators run on thousands of distinct matches per column.
+_NUMBERS = re.compile("[0-9]+")
+_WORDS = re.compile("[A-Za-z]+")
 
 
 def _digits(match: str) -> str:
@@ -294,19 +302,19 @@ def _is_calendar_date(year: int, month: int, day: int) -> bool:
 
 def _is_iso_date(match: str) -> bool:
     """Whether ``yyyy-mm-dd`` is a day of the calendar: 2023-02-29 and 2024-04-31 are not."""
-    year, month, day = (int(number) for number in re.findall(r"[0-9]+", match)[:3])
+    year, month, day = (int(number) for number in _NUMBERS.findall(match)[:3])
     return _is_calendar_date(year, month, day)
 
 
 def _is_numeric_date(match: str) -> bool:
     """Whether ``a/b/yyyy`` is a day as month/day (US) or as day/month (most other countries)."""
-    first, second, year = (int(number) for number in re.findall(r"[0-9]+", match)[:3])
+    first, second, year = (int(number) for number in _NUMBERS.findall(match)[:3])
     return _is_calendar_date(year, first, second) or _is_calendar_date(year, second, first)
 
 
 def _is_short_year_date(match: str) -> bool:
     """Whether ``m/d/yy`` is a day in either century and either order (29/02 needs a leap year)."""
-    first, second, short_year = (int(number) for number in re.findall(r"[0-9]+", match)[:3])
+    first, second, short_year = (int(number) for number in _NUMBERS.findall(match)[:3])
     return any(
         _is_calendar_date(century + short_year, month, day)
         for century in (1900, 2000)
@@ -316,8 +324,8 @@ def _is_short_year_date(match: str) -> bool:
 
 def _is_written_date(match: str) -> bool:
     """Whether ``March 3, 2021`` or ``3 Mar 2021`` names a day of the calendar."""
-    months = [_MONTHS[word.lower()] for word in re.findall(r"[A-Za-z]+", match) if word.lower() in _MONTHS]
-    numbers = re.findall(r"[0-9]+", match)
+    months = [_MONTHS[word.lower()] for word in _WORDS.findall(match) if word.lower() in _MONTHS]
+    numbers = _NUMBERS.findall(match)
     days = [int(number) for number in numbers if len(number) <= 2]
     years = [int(number) for number in numbers if len(number) == 4]
     return bool(months and days and years) and _is_calendar_date(years[0], months[0], days[0])
@@ -377,7 +385,7 @@ def _is_unambiguous_address(match: str) -> bool:
     """Whether the street suffix cannot be a clinical word, or a unit number follows it (``Apt 79``)."""
     if _UNIT_AT_END.search(match):
         return True
-    suffix = re.findall(r"[A-Za-z]+", match)[-1].lower()
+    suffix = _WORDS.findall(match)[-1].lower()
     return suffix not in _CLINICAL_SUFFIXES and suffix.removesuffix("s") not in _CLINICAL_SUFFIXES
 
 
@@ -937,6 +945,47 @@ DETECTORS: tuple[ValueDetector, ...] = (
 )
 
 
+# A cheap necessary condition of each built-in detector's pattern: a short regular expression that every
+# text the pattern matches also matches ("[0-9]{5}" for a ZIP, "@" for an email). It only prunes work: a
+# value that fails a detector's hint cannot match the detector, so the detector's (much costlier) pattern
+# is not run on it. Hints are keyed by the exact pattern they were written for, so a detector whose
+# pattern changes, or one declared by a policy (mrn_detector), has no hint and runs on every value.
+_HINT_BY_NAME = {
+    "zip-code": r"(?:[A-Za-z]{3}|,[ \t]*[A-Z]{2})[ \t]*[:#=]?[ \t]*[0-9]{5}",
+    "street-address": r"[0-9][A-Z]?[ \t]+[A-Z0-9][A-Za-z0-9'-]*[ \t]+[A-Za-z]",
+    "po-box": r"(?i:box)",
+    "date-iso": r"(?:1[89]|2[01])[0-9]{2}[./-][01][0-9]",
+    "date-numeric": r"[0-9][./-][0-9]{1,2}[./-][0-9]{4}",
+    "date-short-year": r"[0-9]/[0-9]{1,2}/[0-9]{2}",
+    "date-written": r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)",
+    "date-month-year": r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)",
+    "nanp-phone": r"[0-9][ .)-]{1,2}[0-9]{3}[ .-][0-9]{4}",
+    "nanp-phone-e164": r"[+]1[0-9]{10}",
+    "nanp-phone-context": r"(?i:ph|tel|cell|mobile)",
+    "fax-number": r"(?i:fax|facsimile)",
+    "email": r"@",
+    "ssn": r"[0-9]{3}[ -][0-9]{2}[ -][0-9]{4}",
+    "ssn-never-issued": r"[0-9]{3}[ -][0-9]{2}[ -][0-9]{4}",
+    "ssn-context": r"(?i:ss|soc)",
+    "mrn-context": r"(?i:mrn|med|chart)",
+    "medicare-mbi": r"[1-9][AC-HJKMNP-RT-Y][0-9AC-HJKMNP-RT-Y][0-9]-?[AC-HJKMNP-RT-Y]",
+    "health-plan-context": r"(?i:member|subscriber|insurance|medicaid|medicare|beneficiary|policy)",
+    "luhn-card": r"[0-9](?:[ -]?[0-9]){12}",
+    "account-context": r"(?i:acc|a/c|iban)",
+    "license-context": r"DL|(?i:lic|passport|certificate)",
+    "vin": rf"[{_VIN_CHARACTER}]{{17}}",
+    "vehicle-context": r"(?i:vin|plate|tag)",
+    "mac-address": r"(?:[0-9A-Fa-f]{2}[:-]){3}|[0-9A-Fa-f]{4}[.][0-9A-Fa-f]{4}[.]",
+    "device-serial": r"(?i:serial|s/n|sn|device|imei|meid|udi)|\(01\)",
+    "url": r"://|(?i:www)[.]",
+    "ipv4": r"[0-9][.][0-9]{1,3}[.][0-9]",
+    "ipv6": r"::|(?:[0-9A-Fa-f]{1,4}:){6}",
+}
+_HINTS: dict[str, str] = {
+    detector.pattern: _HINT_BY_NAME[detector.name] for detector in DETECTORS if detector.name in _HINT_BY_NAME
+}
+
+
 def mrn_detector(pattern: str, *, name: str = "mrn") -> ValueDetector:
     """A detector of medical record numbers in the format a policy declares (identifier H).
 
@@ -1021,14 +1070,15 @@ def _rows_of(weights: pa.Array, mask: pa.Array) -> int:
 def _scan(
     values: pa.Array | pa.ChunkedArray, detectors: tuple[ValueDetector, ...]
 ) -> Iterator[tuple[pa.Array, dict[tuple[int, Confidence], pa.Array]]]:
-    """Per chunk: the weights of its distinct candidates, and a mask per (detector position, confidence)."""
+    """Per chunk and identifier: the weights of the distinct values looked at, and a mask over them per
+    (detector position, confidence). An identifier's masks are all over the same values."""
     if not holds_text(values.type) or not detectors:
         return
-    any_pattern = _any_pattern(tuple(detector.pattern for detector in detectors))
+    plan = _plan(detectors)
     for chunk in values.chunks if isinstance(values, pa.ChunkedArray) else [values]:
-        candidates, weights = _distinct_candidates(chunk, any_pattern)
-        if len(candidates):
-            yield weights, _detect(candidates, detectors)
+        distinct, weights = _distinct_values(chunk)
+        if len(distinct):
+            yield from _detect(distinct, weights, detectors, plan)
 
 
 @lru_cache(maxsize=64)
@@ -1036,19 +1086,47 @@ def _any_pattern(patterns: tuple[str, ...]) -> str:
     return "|".join(f"(?:{pattern})" for pattern in patterns)
 
 
-def _distinct_candidates(chunk: pa.Array, any_pattern: str) -> tuple[pa.Array, pa.Array]:
-    """The distinct values of a chunk that some detector may match, and how many rows hold each."""
+@dataclass(frozen=True)
+class _Group:
+    """The detectors of one identifier: their positions, each one's hint (None: no hint), and the hint of
+    any of them (None when one has none: every value is looked at)."""
+
+    positions: tuple[int, ...]
+    hints: tuple[str | None, ...]
+    hint: str | None
+
+
+@lru_cache(maxsize=64)
+def _plan(detectors: tuple[ValueDetector, ...]) -> tuple[_Group, ...]:
+    """The detectors by identifier, with their hints.
+
+    Cached per detector tuple, since a scan runs once per column and chunk with the same detectors.
+    """
+    by_identifier: dict[SafeHarborIdentifier, list[int]] = {}
+    for position, detector in enumerate(detectors):
+        by_identifier.setdefault(detector.identifier, []).append(position)
+    groups = []
+    for positions in by_identifier.values():
+        hints = tuple(_HINTS.get(detectors[position].pattern) for position in positions)
+        hint = None if None in hints else _any_pattern(tuple(dict.fromkeys(hints)))
+        groups.append(_Group(tuple(positions), hints, hint))
+    return tuple(groups)
+
+
+def _distinct_values(chunk: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The distinct non-null values of a chunk, and how many rows hold each.
+
+    Counting comes first, so that a value repeated on many rows (a code, a date, a description) is matched
+    once, whatever the length of the column. A dictionary-encoded column is counted through its indices.
+    """
     if pa.types.is_dictionary(chunk.type):
         dictionary = _as_plain_text(chunk.dictionary)
-        matched = pc.match_substring_regex(dictionary, any_pattern)
         rows_per_entry = pc.value_counts(chunk.indices.drop_null())
-        entries = rows_per_entry.field("values")
-        keep = pc.fill_null(matched.take(entries), False)
-        return dictionary.take(entries.filter(keep)), rows_per_entry.field("counts").filter(keep)
+        entries = dictionary.take(rows_per_entry.field("values"))
+        keep = pc.is_valid(entries)
+        return entries.filter(keep), rows_per_entry.field("counts").filter(keep)
 
-    text = _as_plain_text(chunk)
-    matched = pc.match_substring_regex(text, any_pattern)
-    rows_per_value = pc.value_counts(text.filter(matched))
+    rows_per_value = pc.value_counts(_as_plain_text(chunk).drop_null())
     return rows_per_value.field("values"), rows_per_value.field("counts")
 
 
@@ -1057,46 +1135,102 @@ def _as_plain_text(values: pa.Array) -> pa.Array:
 
 
 def _detect(
-    candidates: pa.Array, detectors: tuple[ValueDetector, ...]
-) -> dict[tuple[int, Confidence], pa.Array]:
-    """A mask per (detector position, confidence) over the candidates.
+    distinct: pa.Array, weights: pa.Array, detectors: tuple[ValueDetector, ...], groups: tuple[_Group, ...]
+) -> Iterator[tuple[pa.Array, dict[tuple[int, Confidence], pa.Array]]]:
+    """Per identifier, the weights of the values its detectors looked at and a mask over them per
+    (detector position, confidence).
 
-    Detectors are tried by identifier: one pass of an identifier's joined patterns picks the candidates
-    that its detectors look at, so that a column of dates is not matched by every phone and card pattern.
+    Two sieves, each cheap where the next is costly: an identifier's hints joined pick the values that its
+    detectors may match, and each detector's own hint picks those that its pattern runs on. A column of
+    dates is so never matched by every phone and card pattern, and a column of descriptions by none. Short
+    hints are cheaper to compile and to run than all patterns joined into one alternation, whose automaton
+    grows too large for RE2 to keep; and the masks stay over the values each sieve kept, rather than being
+    widened back to every value.
     """
-    groups: dict[SafeHarborIdentifier, list[int]] = {}
-    for position, detector in enumerate(detectors):
-        groups.setdefault(detector.identifier, []).append(position)
+    for group in groups:
+        looked_at, looked_at_weights = distinct, weights
+        if group.hint is not None:
+            in_group = _hinted(distinct, group.hint)
+            looked_at, looked_at_weights = distinct.filter(in_group), weights.filter(in_group)
+        if len(looked_at):
+            found = _detect_group(looked_at, detectors, group)
+            if found:
+                yield looked_at_weights, found
 
-    found: dict[tuple[int, Confidence], pa.Array] = {}
-    for positions in groups.values():
-        if len(positions) == 1:
-            found.update(_detect_group(candidates, detectors, positions))
-            continue
-        in_group = pc.match_substring_regex(
-            candidates, _any_pattern(tuple(detectors[p].pattern for p in positions))
-        )
-        if pc.any(in_group).as_py():
-            for key, mask in _detect_group(candidates.filter(in_group), detectors, positions).items():
-                found[key] = _put_back(in_group, mask)
-    return found
+
+def _select(candidates: pa.Array, hint: str | None) -> tuple[pa.Array | None, pa.Array]:
+    """The mask of the candidates that match ``hint`` (None: all of them, no hint), and those candidates."""
+    if hint is None:
+        return None, candidates
+    mask = _hinted(candidates, hint)
+    return mask, candidates.filter(mask)
+
+
+#: Up to this many distinct values, hints are matched in Python: RE2 compiles a pattern on every call,
+#: which costs more than searching a few dozen values with a pattern that Python's re compiled once.
+_FEW_VALUES = 64
+
+
+def _hinted(values: pa.Array, hint: str) -> pa.Array:
+    """Which values match ``hint``. A hint is a plain pattern (classes, literals, counts, scoped ``(?i:)``)
+    that both engines read alike; where Python's re folds case more widely, it lets more values through,
+    never fewer, and a hint only prunes."""
+    if len(values) > _FEW_VALUES:
+        return pc.match_substring_regex(values, hint)
+    search = _compiled_hint(hint).search
+    return pa.array([text is not None and search(text) is not None for text in values.to_pylist()])
+
+
+@lru_cache(maxsize=256)
+def _compiled_hint(hint: str) -> re.Pattern[str]:
+    return re.compile(hint)
+
+
+def _widened(selection: pa.Array | None, mask: pa.Array) -> pa.Array:
+    return mask if selection is None else _put_back(selection, mask)
 
 
 def _detect_group(
-    candidates: pa.Array, detectors: tuple[ValueDetector, ...], positions: list[int]
+    looked_at: pa.Array, detectors: tuple[ValueDetector, ...], group: _Group
 ) -> dict[tuple[int, Confidence], pa.Array]:
+    """The masks over ``looked_at`` of one identifier's detectors: each runs on the values that its own
+    hint lets through (the group's hint, already matched, is not matched again)."""
     found: dict[tuple[int, Confidence], pa.Array] = {}
-    for position in positions:
-        detector = detectors[position]
-        matched = pc.match_substring_regex(candidates, detector.pattern)
-        if not pc.any(matched).as_py():
+    by_hint: dict[str, tuple[pa.Array | None, pa.Array]] = {}
+    for position, hint in zip(group.positions, group.hints, strict=True):
+        if hint is None or hint == group.hint:
+            in_hint, texts = None, looked_at
+        else:
+            if hint not in by_hint:
+                by_hint[hint] = _select(looked_at, hint)
+            in_hint, texts = by_hint[hint]
+        if not len(texts):
             continue
-        if detector.regex_decides:
-            found[(position, detector.confidence)] = matched
-            continue
-        for confidence, mask in _verdicts(detector, candidates.filter(matched)).items():
-            found[(position, confidence)] = _put_back(matched, mask)
+        for key, mask in _detect_one(texts, detectors[position], position).items():
+            found[key] = _widened(in_hint, mask)
     return found
+
+
+def _detect_one(
+    texts: pa.Array, detector: ValueDetector, position: int
+) -> dict[tuple[int, Confidence], pa.Array]:
+    """The masks per confidence of one detector over ``texts``.
+
+    A detector that its pattern decides needs one match per value. For the others, each value's first
+    match is extracted straight away (a value without one gets a null), which also says which values
+    match: one pass of the pattern, not two.
+    """
+    if detector.regex_decides:
+        matched = pc.match_substring_regex(texts, detector.pattern)
+        return {(position, detector.confidence): matched} if pc.any(matched).as_py() else {}
+    first = _first_match(detector, texts)
+    matched = pc.match_substring_regex(texts, detector.pattern) if first is None else pc.is_valid(first)
+    if not pc.any(matched).as_py():
+        return {}
+    if first is not None:
+        first = first.filter(matched)
+    verdicts = _verdicts(detector, texts.filter(matched), first)
+    return {(position, confidence): _put_back(matched, mask) for confidence, mask in verdicts.items()}
 
 
 def _put_back(selection: pa.Array, mask: pa.Array) -> pa.Array:
@@ -1104,7 +1238,9 @@ def _put_back(selection: pa.Array, mask: pa.Array) -> pa.Array:
     return pc.replace_with_mask(selection, selection, mask)
 
 
-def _verdicts(detector: ValueDetector, texts: pa.Array) -> dict[Confidence, pa.Array]:
+def _verdicts(
+    detector: ValueDetector, texts: pa.Array, first: pa.Array | None = None
+) -> dict[Confidence, pa.Array]:
     """A mask per confidence over ``texts`` (all matched by the detector's pattern): each value's best.
 
     The first match of each value is judged once per distinct matched text, in Arrow except for the
@@ -1114,7 +1250,8 @@ def _verdicts(detector: ValueDetector, texts: pa.Array) -> dict[Confidence, pa.A
     excluded context may stand before a match.
     """
     size = len(texts)
-    first = _first_match(detector, texts)
+    if first is None:
+        first = _first_match(detector, texts)
     if first is None:
         return _python_verdicts(detector, texts, _constant(size, True), {})
 

@@ -1,0 +1,58 @@
+"""The detectors' hints only prune: every text a detector's pattern matches, its hint matches too.
+
+A hint that missed a match would hide an identifier from the scan and let a run publish it, so this is a
+fail-closed property, checked over every text the project holds: the detectors' own test tables, the
+labelled benchmark set and the Synthea files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+
+from airflow_phi_guard.phi.detectors import _HINTS, DETECTORS
+from tests.conftest import REPO, SYNTHEA
+from tests.phi import test_detectors
+
+LABELLED_SET = REPO / "benchmarks" / "data" / "labelled-values.jsonl"
+
+
+def _texts() -> list[str]:
+    texts = set()
+    for name in dir(test_detectors):
+        table = getattr(test_detectors, name)
+        if name.isupper() and isinstance(table, list):
+            texts.update(
+                cell
+                for row in table
+                for cell in (row if isinstance(row, tuple) else (row,))
+                if isinstance(cell, str)
+            )
+    with LABELLED_SET.open(encoding="utf-8") as stream:
+        texts.update(json.loads(line)["text"] for line in stream if line.strip())
+    for path in SYNTHEA.glob("*.csv"):
+        with path.open(newline="", encoding="utf-8") as stream:
+            texts.update(cell for row in csv.reader(stream) for cell in row if cell)
+    return sorted(texts)
+
+
+TEXTS = _texts()
+HINTED = [detector for detector in DETECTORS if detector.pattern in _HINTS]
+
+
+def test_the_corpus_is_large_and_most_detectors_have_a_hint():
+    assert len(TEXTS) > 10_000
+    assert len(HINTED) >= len(DETECTORS) - 2
+
+
+@pytest.mark.parametrize("detector", HINTED, ids=lambda detector: detector.name)
+def test_a_hint_matches_every_text_its_detector_matches(detector):
+    pattern, hint = re.compile(detector.pattern), re.compile(_HINTS[detector.pattern])
+    matched = [text for text in TEXTS if pattern.search(text)]
+
+    assert matched, f"{detector.name}: the corpus holds no text the detector matches"
+    missed = [text for text in matched if not hint.search(text)]
+    assert not missed, f"{detector.name}: its hint misses {len(missed)} of {len(matched)} matched texts"
