@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from airflow_phi_guard.exceptions import PhiGuardError, PolicyError, PolicyViolationError
+from airflow_phi_guard.files import write_text_atomically
 from airflow_phi_guard.report import GovernanceReport
 
 if TYPE_CHECKING:
@@ -284,7 +285,7 @@ def _policy_init(arguments: argparse.Namespace, console: Console) -> int:
     if output is None:
         sys.stdout.write(text)
     else:
-        _write_atomically(output, text)
+        write_text_atomically(output, text)
 
     treatments = list(policy.treatments().values())
     summary = ", ".join(f"{treatments.count(kind)} {kind}" for kind in dict.fromkeys(treatments))
@@ -326,16 +327,6 @@ def _row_count(path: Path) -> int | None:
     if path.suffix.lower() == ".csv":
         return None
     return open_source(path).count_rows()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _print_report(report: GovernanceReport, console: Console) -> None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import date
 from enum import StrEnum
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_phi_guard.files import write_text_atomically
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
 
@@ -99,12 +98,7 @@ class GovernanceReport(_Record):
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the report as JSON, atomically, creating the folder if needed."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(self.to_json())
-        os.replace(temporary, target)
+        write_text_atomically(path, self.to_json())
 
     def summary(self) -> dict[str, object]:
         """The small, value-free dict an Airflow task returns to XCom."""

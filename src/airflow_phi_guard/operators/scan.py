@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_phi_guard.files import write_text_atomically
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,7 +55,7 @@ class PhiScanOperator(BaseOperator):
         self._report = self._scan()
         self._input_schema = self._schema_for_lineage()
 
-        _write_atomically(self.report_path, self._report.to_json())
+        write_text_atomically(self.report_path, self._report.to_json())
         self._log_verdicts(self._report)
         return _summary(self._report, self.report_path)
 
@@ -161,20 +160,6 @@ def _columns_by_identifier(report: ScanReport) -> dict[str, int]:
         verdict.identifier.letter for verdict in report.columns if verdict.identifier is not None
     )
     return dict(sorted(letters.items()))
-
-
-def _write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place, so no reader sees half."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _operator_lineage(parts: RunLineage) -> OperatorLineage:
