@@ -306,6 +306,30 @@ def _is_iso_date(match: str) -> bool:
     return _is_calendar_date(year, month, day)
 
 
+# The days of each month in a common year, by month number (0 is no month).
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_ISO_PARTS = r"(?P<year>[0-9]{4})[-/.](?P<month>[0-9]{2})[-/.](?P<day>[0-9]{2})"
+
+
+def _are_iso_dates(matches: pa.Array) -> pa.Array:
+    """:func:`_is_iso_date` over an array of matches at once, in Arrow: a column of timestamps holds
+    thousands of distinct dates, each of which would otherwise cost a Python call.
+
+    Arrow's ``strptime`` rolls a day the month lacks over into the next month, so the calendar is checked
+    by arithmetic: month 1-12, day 1 up to the month's length, February's 29th in leap years only.
+    """
+    parts = pc.extract_regex(matches, _ISO_PARTS)
+    year, month, day = (pc.cast(pc.struct_field(parts, [index]), pa.int32()) for index in range(3))
+    real_month = pc.and_(pc.greater_equal(month, 1), pc.less_equal(month, 12))
+    days = pc.take(pa.array(_DAYS_IN_MONTH, pa.int32()), pc.if_else(real_month, month, 0))
+    # Arrow has no modulo: a year is divisible by n when dividing and multiplying back gives it again.
+    divisible = {n: pc.equal(pc.multiply(pc.divide(year, n), n), year) for n in (4, 100, 400)}
+    leap = pc.or_(pc.and_(divisible[4], pc.invert(divisible[100])), divisible[400])
+    days = pc.add(days, pc.cast(pc.and_(leap, pc.equal(month, 2)), pa.int32()))
+    in_calendar = pc.and_(real_month, pc.and_(pc.greater_equal(day, 1), pc.less_equal(day, days)))
+    return pc.fill_null(in_calendar, False)
+
+
 def _is_numeric_date(match: str) -> bool:
     """Whether ``a/b/yyyy`` is a day as month/day (US) or as day/month (most other countries)."""
     first, second, year = (int(number) for number in _NUMBERS.findall(match)[:3])
@@ -1094,6 +1118,7 @@ class _Group:
     positions: tuple[int, ...]
     hints: tuple[str | None, ...]
     hint: str | None
+    identifier: SafeHarborIdentifier | None = None
 
 
 @lru_cache(maxsize=64)
@@ -1109,8 +1134,25 @@ def _plan(detectors: tuple[ValueDetector, ...]) -> tuple[_Group, ...]:
     for positions in by_identifier.values():
         hints = tuple(_HINTS.get(detectors[position].pattern) for position in positions)
         hint = None if None in hints else _any_pattern(tuple(dict.fromkeys(hints)))
-        groups.append(_Group(tuple(positions), hints, hint))
+        groups.append(_Group(tuple(positions), hints, hint, detectors[positions[0]].identifier))
     return tuple(groups)
+
+
+#: Identifiers whose hints are searched in one pass first, then each on the few values that pass: their
+#: hints are words and short literals, whose joined automaton stays small, and few values hold any of
+#: them, so one pass over every value and a few over the survivors cost less than one pass each.
+_SHARED_HINT_PASS = frozenset({E, F, I, K, N})
+
+
+@lru_cache(maxsize=64)
+def _shared_hint(groups: tuple[_Group, ...]) -> str | None:
+    """The hint of any group of :data:`_SHARED_HINT_PASS`, or None when fewer than two have a hint."""
+    hints = tuple(group.hint for group in groups if group.hint is not None and _shares_hint_pass(group))
+    return _any_pattern(hints) if len(hints) > 1 else None
+
+
+def _shares_hint_pass(group: _Group) -> bool:
+    return group.identifier in _SHARED_HINT_PASS
 
 
 def _distinct_values(chunk: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -1147,11 +1189,20 @@ def _detect(
     grows too large for RE2 to keep; and the masks stay over the values each sieve kept, rather than being
     widened back to every value.
     """
+    shared = _shared_hint(groups)
+    if shared is not None:
+        # The values that some group of the shared pass may match: each of those groups' hints then runs
+        # on them alone, and picks the same values as over all values.
+        in_shared = _hinted(distinct, shared)
+        shared_values, shared_weights = distinct.filter(in_shared), weights.filter(in_shared)
     for group in groups:
         looked_at, looked_at_weights = distinct, weights
         if group.hint is not None:
-            in_group = _hinted(distinct, group.hint)
-            looked_at, looked_at_weights = distinct.filter(in_group), weights.filter(in_group)
+            sieved, sieved_weights = distinct, weights
+            if shared is not None and _shares_hint_pass(group):
+                sieved, sieved_weights = shared_values, shared_weights
+            in_group = _hinted(sieved, group.hint)
+            looked_at, looked_at_weights = sieved.filter(in_group), sieved_weights.filter(in_group)
         if len(looked_at):
             found = _detect_group(looked_at, detectors, group)
             if found:
@@ -1178,7 +1229,9 @@ def _hinted(values: pa.Array, hint: str) -> pa.Array:
     if len(values) > _FEW_VALUES:
         return pc.match_substring_regex(values, hint)
     search = _compiled_hint(hint).search
-    return pa.array([text is not None and search(text) is not None for text in values.to_pylist()])
+    return pa.array(
+        [text is not None and search(text) is not None for text in values.to_pylist()], pa.bool_()
+    )
 
 
 @lru_cache(maxsize=256)
@@ -1258,6 +1311,13 @@ def _verdicts(
     verdicts: dict[Confidence, pa.Array] = {}
     if detector.validator is None:
         verdicts[detector.confidence] = _constant(size, True)
+    elif (judge := _VECTORISED_VALIDATORS.get(detector.validator)) is not None:
+        valid = judge(first)
+        for confidence, mask in ((detector.confidence, valid), (detector.confidence_if_invalid, None)):
+            if confidence is not None:
+                mask = pc.invert(valid) if mask is None else mask
+                if pc.any(mask).as_py():
+                    verdicts[confidence] = mask
     else:
         by_text = {text: _validated(detector, text) for text in pc.unique(first).to_pylist()}
         for confidence in {verdict for verdict in by_text.values() if verdict is not None}:
@@ -1277,6 +1337,12 @@ def _verdicts(
     if pc.any(reread).as_py():
         return _python_verdicts(detector, texts, reread, verdicts)
     return verdicts
+
+
+#: Validators that have an Arrow form judging a whole array of matches at once, to the same verdicts.
+_VECTORISED_VALIDATORS: dict[Callable[[str], bool], Callable[[pa.Array], pa.Array]] = {
+    _is_iso_date: _are_iso_dates,
+}
 
 
 def _constant(size: int, value: bool) -> pa.Array:
