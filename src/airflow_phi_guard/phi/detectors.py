@@ -49,24 +49,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_phi_guard.arrow_types import holds_text
-from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
+from airflow_phi_guard.phi.identifiers import (
+    B,
+    C,
+    D,
+    E,
+    F,
+    G,
+    H,
+    I,
+    J,
+    K,
+    L,
+    M,
+    N,
+    O,
+    SafeHarborIdentifier,
+)
 
 log = logging.getLogger(__name__)
-
-B = SafeHarborIdentifier.GEOGRAPHIC_SUBDIVISION
-C = SafeHarborIdentifier.DATES
-D = SafeHarborIdentifier.TELEPHONE_NUMBER
-E = SafeHarborIdentifier.FAX_NUMBER
-F = SafeHarborIdentifier.EMAIL_ADDRESS
-G = SafeHarborIdentifier.SOCIAL_SECURITY_NUMBER
-H = SafeHarborIdentifier.MEDICAL_RECORD_NUMBER
-I = SafeHarborIdentifier.HEALTH_PLAN_BENEFICIARY_NUMBER  # noqa: E741 - the regulation's letter
-J = SafeHarborIdentifier.ACCOUNT_NUMBER
-K = SafeHarborIdentifier.CERTIFICATE_OR_LICENSE_NUMBER
-L = SafeHarborIdentifier.VEHICLE_IDENTIFIER
-M = SafeHarborIdentifier.DEVICE_IDENTIFIER
-N = SafeHarborIdentifier.WEB_URL
-O = SafeHarborIdentifier.IP_ADDRESS  # noqa: E741 - the regulation's letter
 
 
 class Confidence(StrEnum):

@@ -36,6 +36,9 @@ class SafeHarborIdentifier(StrEnum):
         return _DESCRIPTIONS[self]
 
 
+#: The identifiers under their letters, for tables that cite the regulation's letters (A names ... R codes).
+A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R = SafeHarborIdentifier  # noqa: E741 - the rule's letters
+
 _DESCRIPTIONS = {
     SafeHarborIdentifier.NAMES: "names",
     SafeHarborIdentifier.GEOGRAPHIC_SUBDIVISION: "geographic subdivisions smaller than a State",

@@ -30,26 +30,27 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
-
-A = SafeHarborIdentifier.NAMES
-B = SafeHarborIdentifier.GEOGRAPHIC_SUBDIVISION
-C = SafeHarborIdentifier.DATES
-D = SafeHarborIdentifier.TELEPHONE_NUMBER
-E = SafeHarborIdentifier.FAX_NUMBER
-F = SafeHarborIdentifier.EMAIL_ADDRESS
-G = SafeHarborIdentifier.SOCIAL_SECURITY_NUMBER
-H = SafeHarborIdentifier.MEDICAL_RECORD_NUMBER
-I = SafeHarborIdentifier.HEALTH_PLAN_BENEFICIARY_NUMBER  # noqa: E741 - the regulation's letter
-J = SafeHarborIdentifier.ACCOUNT_NUMBER
-K = SafeHarborIdentifier.CERTIFICATE_OR_LICENSE_NUMBER
-L = SafeHarborIdentifier.VEHICLE_IDENTIFIER
-M = SafeHarborIdentifier.DEVICE_IDENTIFIER
-N = SafeHarborIdentifier.WEB_URL
-O = SafeHarborIdentifier.IP_ADDRESS  # noqa: E741 - the regulation's letter
-P = SafeHarborIdentifier.BIOMETRIC_IDENTIFIER
-Q = SafeHarborIdentifier.FULL_FACE_PHOTOGRAPH
-R = SafeHarborIdentifier.OTHER_UNIQUE_IDENTIFIER
+from airflow_phi_guard.phi.identifiers import (
+    A,
+    B,
+    C,
+    D,
+    E,
+    F,
+    G,
+    H,
+    I,
+    J,
+    K,
+    L,
+    M,
+    N,
+    O,
+    P,
+    Q,
+    R,
+    SafeHarborIdentifier,
+)
 
 #: Synonyms that identify a column only as its whole name (after qualifiers, rule 2): too short or too
 #: generic to be a head noun. A value of None records a decision that the name is no identifier.
