@@ -83,3 +83,17 @@ class TestPhiPolicyOperatorLineage:
         validate_event(event)
         assert event["run"]["facets"]["phiGuard_policy"]["verdict"] == "refused"
         assert event["outputs"] == []
+
+
+def test_complete_lineage_describes_the_policy_that_was_enforced(tmp_path: Path, key_connection: str):
+    operator = make_policy_operator(tmp_path, key_connection)
+    operator.execute(context={})
+    enforced = json.loads(Path(operator.report_path).read_text())["policy"]["digest"]
+    # the policy file changes after the run, before lineage is collected
+    policy_file = Path(operator.policy_path)
+    policy_file.write_text(policy_file.read_text().replace("version: 3", "version: 4"))
+
+    event = _event(operator.get_openlineage_facets_on_complete(task_instance=None), RunState.COMPLETE)
+
+    assert event["run"]["facets"]["phiGuard_policy"]["digest"] == enforced
+    assert event["run"]["facets"]["phiGuard_policy"]["version"] == 3

@@ -130,14 +130,14 @@ class PhiPolicyOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         from airflow_phi_guard.lineage.build import lineage_for_report
-        from airflow_phi_guard.policy.loader import load_policy
 
         if self._result is None:
             return self.get_openlineage_facets_on_start()
+        # The policy the run enforced, not the file read again: it may have changed since.
         return _operator_lineage(
             lineage_for_report(
                 self._result.report,
-                load_policy(self.policy_path),
+                self._result.plan.policy,
                 input_schema=self._result.plan.schema,
                 output_schema=self._result.output_schema,
             )
