@@ -11,6 +11,8 @@ import csv
 import json
 import re
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from airflow_phi_guard.phi.detectors import _HINTS, DETECTORS
@@ -56,3 +58,13 @@ def test_a_hint_matches_every_text_its_detector_matches(detector):
     assert matched, f"{detector.name}: the corpus holds no text the detector matches"
     missed = [text for text in matched if not hint.search(text)]
     assert not missed, f"{detector.name}: its hint misses {len(missed)} of {len(matched)} matched texts"
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda detector: detector.name)
+def test_re2_and_python_find_the_same_texts(detector):
+    # A few distinct values are decided in Python's re alone, more meet RE2 first: over every text the
+    # project holds, both engines must match the same ones, or a value would be missed on one path.
+    by_re2 = pc.match_substring_regex(pa.array(TEXTS, pa.string()), detector.pattern).to_pylist()
+    by_python = [detector.compiled.search(text) is not None for text in TEXTS]
+    differ = sum(re2 != python for re2, python in zip(by_re2, by_python, strict=True))
+    assert not differ, f"{detector.name}: RE2 and Python's re differ on {differ} of {len(TEXTS)} texts"

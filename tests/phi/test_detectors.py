@@ -36,6 +36,16 @@ A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R = (  # noqa: E741
 HIGH, MEDIUM, LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
 
 
+@pytest.fixture(autouse=True, params=["python", "arrow"])
+def scan_path(request, monkeypatch):
+    """Every test runs on both paths of the scan: a few distinct values are decided in Python, more in
+    Arrow (RE2). The tables hold a value or a few, so the Arrow run lowers the threshold to none."""
+    if request.param == "arrow":
+        monkeypatch.setattr(detectors, "_FEW_VALUES", 0)
+        monkeypatch.setattr(detectors, "_PYTHON_UP_TO", {})
+    return request.param
+
+
 def identifiers_in(value: str) -> set[SafeHarborIdentifier]:
     """The identifiers the default detectors find in one value, at any confidence."""
     found = scan_values(pa.array([value]))
