@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -253,6 +253,32 @@ def write_demo_consent_registry(
         Path(temporary).unlink(missing_ok=True)
         raise
     return table
+
+
+def load_demo_consent_registry(table: pa.Table, connection: Any, registry_table: str) -> int:
+    """Load the demo registry into a PostgreSQL table, replacing it: the demo's stand-in for a database.
+
+    :param table: the registry, as :func:`build_demo_consent_registry` returns it.
+    :param connection: an open DB-API connection to PostgreSQL (psycopg), committed here.
+    :param registry_table: ``schema.table``; the schema is created if needed.
+    :returns: the number of rows loaded.
+    """
+    schema, _, name = registry_table.rpartition(".")
+    if not all(part.replace("_", "").isalnum() for part in (schema or "public", name)):
+        raise ValueError("the registry table must be schema.table of letters, digits and underscores")
+    cursor = connection.cursor()
+    if schema:
+        cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    cursor.execute(f"DROP TABLE IF EXISTS {registry_table}")
+    cursor.execute(
+        f"CREATE TABLE {registry_table} (subject_id text, basis text, purposes text[], granted_at date, "
+        "expires_at date, revoked_at date, reference text)"
+    )
+    rows = [tuple(row[column] for column in REGISTRY_COLUMNS) for row in table.to_pylist()]
+    cursor.executemany(f"INSERT INTO {registry_table} VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+    connection.commit()
+    cursor.close()
+    return len(rows)
 
 
 def _distinct(patient_ids: Sequence[str]) -> list[str]:

@@ -7,6 +7,11 @@ on it. OpenLineage events record which PHI reached the model, in which treatment
 
 Run it with ``make demo``, which sets ``PHI_GUARD_DEMO_OUTPUT`` and the OpenLineage file transport;
 ``PHI_GUARD_DEMO_SYNTHEA`` points it at another Synthea export.
+
+The registry is a CSV file by default. Define the Airflow connection ``phi_guard_consent`` (a PostgreSQL
+database, e.g. ``AIRFLOW_CONN_PHI_GUARD_CONSENT=postgres://postgres@127.0.0.1:5432/test``) and the same
+registry is loaded into the table ``PHI_GUARD_DEMO_CONSENT_TABLE`` (``phi_guard_demo.consent_registry``)
+and read from there instead: switching one connection moves the registry into the database.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ GOVERNED = OUTPUT / "governed" / "readmission_risk.parquet"
 REPORT = OUTPUT / "reports" / "readmission_risk.json"
 MODEL = OUTPUT / "models" / "readmission-risk-1.joblib"
 
+CONSENT_CONN_ID = "phi_guard_consent"
+CONSENT_TABLE = os.environ.get("PHI_GUARD_DEMO_CONSENT_TABLE", "phi_guard_demo.consent_registry")
+# Decided when the task runs, not when the DAG is parsed: the connection names the database if it exists.
+_IN_DATABASE = f"conn.get('{CONSENT_CONN_ID}')"
+
 with DAG(
     dag_id="phi_guard_readmission_training",
     description="Govern, validate and train the readmission risk model on the Synthea extract",
@@ -53,13 +63,18 @@ with DAG(
         from demo_extract import write_encounter_extract
 
         write_encounter_extract(SYNTHEA, RAW_EXTRACT)
-        write_demo_consent_registry(SYNTHEA / "patients.csv", CONSENT_REGISTRY, date.fromisoformat(as_of))
+        registry = write_demo_consent_registry(
+            SYNTHEA / "patients.csv", CONSENT_REGISTRY, date.fromisoformat(as_of)
+        )
+        _load_into_database_if_connected(registry)
 
     govern = PhiPolicyOperator(
         task_id="govern_training_set",
         policy_path=str(HERE / "policies" / "readmission_risk.yaml"),
         input_path=str(RAW_EXTRACT),
-        consent_path=str(CONSENT_REGISTRY),
+        consent_path=f"{{{{ '' if {_IN_DATABASE} else '{CONSENT_REGISTRY}' }}}}",
+        consent_conn_id=f"{{{{ '{CONSENT_CONN_ID}' if {_IN_DATABASE} else '' }}}}",
+        consent_table=CONSENT_TABLE,
         output_path=str(GOVERNED),
         report_path=str(REPORT),
     )
@@ -82,3 +97,21 @@ with DAG(
         return train_readmission_model(GOVERNED, MODEL)
 
     prepare_inputs("{{ ds }}") >> govern >> validate >> train_model()
+
+
+def _load_into_database_if_connected(registry) -> None:
+    """Stand in for the hospital's consent database: load the registry when the connection is defined."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from demo_consent import load_demo_consent_registry
+
+    try:
+        connection = BaseHook.get_connection(CONSENT_CONN_ID)
+    except AirflowNotFoundException:
+        return
+    database = connection.get_hook().get_conn()
+    try:
+        load_demo_consent_registry(registry, database, CONSENT_TABLE)
+    finally:
+        database.close()

@@ -38,7 +38,11 @@ def get_provider_info() -> dict[str, object]:
             {
                 "hook-class-name": "airflow_phi_guard.operators.hooks.PseudonymKeyHook",
                 "connection-type": "phi_guard_pseudonym_key",
-            }
+            },
+            {
+                "hook-class-name": "airflow_phi_guard.operators.hooks.ManifestKeyHook",
+                "connection-type": "phi_guard_manifest_key",
+            },
         ],
         "integrations": [
             {

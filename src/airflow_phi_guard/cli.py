@@ -16,11 +16,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from airflow_phi_guard.exceptions import PhiGuardError, PolicyError, PolicyViolationError
+from airflow_phi_guard.exceptions import (
+    ConsentRegistryError,
+    PhiGuardError,
+    PolicyError,
+    PolicyViolationError,
+)
 from airflow_phi_guard.files import write_text_atomically
 from airflow_phi_guard.report import GovernanceReport
 
 if TYPE_CHECKING:
+    from airflow_phi_guard.consent.sources import ConsentSource
     from airflow_phi_guard.engine.executor import GovernanceResult
     from airflow_phi_guard.lineage.build import RunLineage
     from airflow_phi_guard.phi.inventory import ScanReport
@@ -34,6 +40,12 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 
 PSEUDONYM_KEY_VARIABLE = "PHI_GUARD_PSEUDONYM_KEY"
+#: The variable of the subject manifest key (the same name as consent.manifest.MANIFEST_KEY_VARIABLE,
+#: spelled out so that this module stays cheap to import).
+MANIFEST_KEY_VARIABLE = "PHI_GUARD_MANIFEST_KEY"
+#: The lineage archive's table when none is given (lineage.archive.DEFAULT_ARCHIVE_TABLE, spelled out so
+#: that this module stays cheap to import; a test holds the two equal).
+DEFAULT_ARCHIVE_TABLE = "phi_guard.lineage_events"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,7 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--policy", required=True, type=Path, help="the policy file (YAML)")
     apply.add_argument("--input", required=True, type=Path, help="the source dataset (Parquet or CSV)")
     apply.add_argument("--output", required=True, type=Path, help="the governed Parquet file to publish")
-    apply.add_argument("--consent", type=Path, help="the consent registry (CSV or Parquet)")
+    apply.add_argument(
+        "--consent",
+        help="the consent registry: a CSV or Parquet path or fsspec URL (memory://, file://, s3://...), "
+        "or a SQLAlchemy URL (postgresql+psycopg://user@host:5432/db) with --consent-table or "
+        "--consent-query",
+    )
+    apply.add_argument("--consent-table", help="the registry table of a database --consent, schema.table")
+    apply.add_argument("--consent-query", help="instead of a table, a query returning the registry's columns")
     apply.add_argument("--as-of", type=_iso_date, default=None, help="reference date, YYYY-MM-DD (today)")
     apply.add_argument("--report", type=Path, help="write the governance report (JSON) here")
     apply.add_argument("--events", type=Path, help="append OpenLineage START and COMPLETE/FAIL events here")
@@ -102,11 +121,49 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--input", required=True, type=Path)
     plan.set_defaults(run=_plan)
 
-    audit = commands.add_parser("audit", help="which PHI reached a model, from OpenLineage events")
-    audit.add_argument("--events", required=True, type=Path, help="an OpenLineage event log (JSON lines)")
+    audit = commands.add_parser(
+        "audit", help="which PHI reached which model, from OpenLineage events or their archive"
+    )
+    origin = audit.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--events", type=Path, help="an OpenLineage event log (JSON lines)")
+    origin.add_argument(
+        "--archive", help="the lineage archive's PostgreSQL URL (see `phi-guard lineage archive`)"
+    )
+    audit.add_argument("--archive-table", help=f"the archive table, schema.table ({DEFAULT_ARCHIVE_TABLE})")
     audit.add_argument("--model", help="NAME or NAME:VERSION; every model when omitted")
+    audit.add_argument("--dataset", help="with --column: a source dataset, as the audit prints it (a URI)")
+    audit.add_argument("--column", help="with --dataset: the source column whose models are listed")
+    audit.add_argument("--since", type=_window_start, help="runs completed from, an ISO date or timestamp")
+    audit.add_argument("--until", type=_window_end, help="runs completed before (a date: through that day)")
     audit.add_argument("--format", choices=("text", "json"), default="text")
     audit.set_defaults(run=_audit)
+
+    lineage = commands.add_parser("lineage", help="keep OpenLineage events")
+    lineage_commands = lineage.add_subparsers(required=True, metavar="COMMAND")
+    archive = lineage_commands.add_parser(
+        "archive", help="load event logs into the PostgreSQL lineage archive; loading twice adds nothing"
+    )
+    archive.add_argument("--events", required=True, nargs="+", type=Path, help="OpenLineage event logs")
+    archive.add_argument(
+        "--archive", required=True, help="a PostgreSQL URL, postgresql+psycopg://user@host/db"
+    )
+    archive.add_argument("--archive-table", help=f"the archive table, schema.table ({DEFAULT_ARCHIVE_TABLE})")
+    archive.add_argument(
+        "--retention-years",
+        type=_positive_int,
+        default=6,
+        help="years to keep each event; at least 6 (HIPAA)",
+    )
+    archive.set_defaults(run=_lineage_archive)
+
+    impact = commands.add_parser(
+        "impact", help="which runs and models hold subjects whose consent has since ended, counted"
+    )
+    impact.add_argument("--events", required=True, type=Path, help="an OpenLineage event log (JSON lines)")
+    impact.add_argument("--consent", required=True, type=Path, help="the consent registry as it is now")
+    impact.add_argument("--as-of", type=_iso_date, default=None, help="judge consent at, YYYY-MM-DD (today)")
+    impact.add_argument("--format", choices=("text", "json"), default="text")
+    impact.set_defaults(run=_impact)
 
     scan = commands.add_parser("scan", help="find the identifier columns of a dataset, by name and by value")
     scan.add_argument("--input", required=True, type=Path, help="the dataset (Parquet or CSV)")
@@ -154,6 +211,7 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     policy = load_policy(arguments.policy)
     as_of = arguments.as_of or datetime.now(UTC).date()
     key = os.environ.get(PSEUDONYM_KEY_VARIABLE)
+    manifest_key = os.environ.get(MANIFEST_KEY_VARIABLE)
     lineage = _CliLineage(arguments, policy, as_of) if arguments.events else None
     if lineage:
         lineage.start()
@@ -164,9 +222,10 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
             policy,
             arguments.input,
             arguments.output,
-            consent=arguments.consent,
+            consent=_consent_source(arguments),
             as_of=as_of,
             pseudonym_key=key.encode() if key else None,
+            manifest_key=manifest_key.encode() if manifest_key else None,
         )
         if arguments.report:
             result.write_report(arguments.report)
@@ -186,6 +245,26 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     except PolicyViolationError as error:
         _say("refused:", str(error))
     return EXIT_REFUSED
+
+
+def _consent_source(arguments: argparse.Namespace) -> ConsentSource | None:
+    """The registry ``--consent`` names (with ``--consent-table`` or ``--consent-query`` for a database)."""
+    from airflow_phi_guard.consent.sources import consent_source
+
+    table, query = getattr(arguments, "consent_table", None), getattr(arguments, "consent_query", None)
+    if arguments.consent is None:
+        if table is not None or query is not None:
+            raise ConsentRegistryError(
+                ["--consent-table and --consent-query need a database URL as --consent"]
+            )
+        return None
+    return consent_source(arguments.consent, table=table, query=query)
+
+
+def _consent_name(arguments: argparse.Namespace) -> str | None:
+    """The registry's display name for lineage (never a password), or None without a registry."""
+    source = _consent_source(arguments)
+    return source.display_name if source is not None else None
 
 
 def _plan(arguments: argparse.Namespace, console: Console) -> int:
@@ -215,17 +294,107 @@ def _plan(arguments: argparse.Namespace, console: Console) -> int:
 def _audit(arguments: argparse.Namespace, console: Console) -> int:
     from airflow_phi_guard.lineage import audit
 
-    events = audit.read_events(arguments.events)
-    if arguments.model:
-        name, _, version = arguments.model.partition(":")
-        answers = [audit.audit_model(events, name, version or None)]
+    if (arguments.dataset is None) != (arguments.column is None):
+        _say("error:", "--dataset and --column go together: the source column of one dataset")
+        return EXIT_USAGE
+    window = arguments.since is not None or arguments.until is not None
+    if arguments.dataset is not None and (arguments.model or window):
+        _say("error:", "--dataset/--column cannot be combined with --model, --since or --until")
+        return EXIT_USAGE
+    name, _, version = (arguments.model or "").partition(":")
+    if arguments.dataset is not None:
+        query: audit.AuditQuery = audit.ColumnQuery(arguments.dataset, arguments.column)
+    elif window:
+        query = audit.WindowQuery(arguments.since, arguments.until)
+    elif arguments.model:
+        query = audit.ModelQuery(name, version or None)
     else:
-        answers = audit.audit_all(events)
+        query = audit.AllModelsQuery()
+
+    if arguments.archive is not None:
+        from airflow_phi_guard.lineage.archive import LineageArchive
+
+        with LineageArchive(arguments.archive, arguments.archive_table or DEFAULT_ARCHIVE_TABLE) as source:
+            answer = audit.answer(source, query)
+    else:
+        answer = audit.answer(audit.EventLogSource((arguments.events,)), query)
+
+    if isinstance(answer, audit.WindowAudit) and arguments.model:
+        kept = [
+            model
+            for model in answer.models
+            if model.model.name == name and (not version or model.model.version == version)
+        ]
+        answer = answer.model_copy(update={"models": kept})
     if arguments.format == "json":
-        sys.stdout.write(audit.render_json(answers if not arguments.model else answers[0]))
+        sys.stdout.write(audit.render_json(answer))
+    elif isinstance(answer, audit.ColumnAudit):
+        sys.stdout.write(audit.render_column_text(answer))
+    elif isinstance(answer, audit.WindowAudit):
+        sys.stdout.write(audit.render_window_text(answer))
     else:
-        for answer in answers:
-            sys.stdout.write(audit.render_text(answer))
+        for each in [answer] if isinstance(answer, audit.ModelAudit) else answer:
+            sys.stdout.write(audit.render_text(each))
+    return EXIT_PUBLISHED
+
+
+def _lineage_archive(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.lineage.archive import LineageArchive
+
+    for path in arguments.events:
+        _require_input(path)
+    with LineageArchive(arguments.archive, arguments.archive_table or DEFAULT_ARCHIVE_TABLE) as archive:
+        summary = archive.load(arguments.events, retention_years=arguments.retention_years)
+        console.print(f"{summary.describe()} ({archive.display_name})")
+    return EXIT_PUBLISHED
+
+
+def _window_start(text: str) -> datetime:
+    return _instant(text, end=False)
+
+
+def _window_end(text: str) -> datetime:
+    return _instant(text, end=True)
+
+
+def _instant(text: str, *, end: bool) -> datetime:
+    from airflow_phi_guard.lineage.audit import parse_instant
+
+    try:
+        return parse_instant(text, end=end)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date (YYYY-MM-DD) or timestamp (YYYY-MM-DDTHH:MM:SS+00:00): {text!r}"
+        ) from error
+
+
+def _impact(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.consent import impact
+    from airflow_phi_guard.consent.sources import read_consent_registry
+    from airflow_phi_guard.lineage.audit import read_events
+
+    events = read_events(arguments.events)
+    registry = read_consent_registry(arguments.consent)
+    key = os.environ.get(MANIFEST_KEY_VARIABLE)
+    answer = impact.revocation_impact(
+        events,
+        registry,
+        arguments.as_of or datetime.now(UTC).date(),
+        manifest_key=key.encode() if key else None,
+    )
+    if arguments.format == "json":
+        sys.stdout.write(impact.render_json(answer))
+    else:
+        sys.stdout.write(impact.render_text(answer))
+    if answer.unanswered:
+        # An answer with runs missing must not pass for a complete one in a script.
+        _say(
+            "error:",
+            f"{len(answer.unanswered)} of {len(answer.runs)} published run(s) could not be answered: "
+            + "; ".join(f"{run.run_id}: {run.status.value}" for run in answer.unanswered[:10])
+            + (f" and {len(answer.unanswered) - 10} more" if len(answer.unanswered) > 10 else ""),
+        )
+        return EXIT_ERROR
     return EXIT_PUBLISHED
 
 
@@ -340,6 +509,14 @@ def _print_report(report: GovernanceReport, console: Console) -> None:
     )
     for reason, count in rows.excluded.items():
         console.print(f"  excluded {reason}: {count}")
+    if report.published:
+        manifest = report.manifest
+        console.print(
+            f"subject manifest of {manifest.subjects} subject(s) at {manifest.path} ({manifest.digest})"
+            if manifest is not None
+            else f"no subject manifest: {MANIFEST_KEY_VARIABLE} is not set, so `phi-guard impact` cannot "
+            "answer for this run"
+        )
 
 
 class _CliLineage:
@@ -381,7 +558,7 @@ class _CliLineage:
             self.policy,
             input_path=self.arguments.input,
             output_path=self.arguments.output,
-            consent_registry=self.arguments.consent,
+            consent_registry=_consent_name(self.arguments),
             as_of=self.as_of,
         )
 

@@ -87,12 +87,96 @@ class ResidualPhiError(PolicyViolationError):
     """Values of a kept column still contain identifiers."""
 
 
+class ReidentificationRiskError(PolicyViolationError):
+    """The output's re-identification risk (k-anonymity, l-diversity) misses the policy's thresholds, or
+    cannot be measured exactly."""
+
+
 class ConsentRegistryError(PolicyViolationError):
     """The consent registry is missing, unreadable or malformed, so no record can be admitted."""
 
 
+class ConsentRegistryUnavailableError(PhiGuardError):
+    """The consent registry could not be reached (a database or storage that is down): a retry may heal it.
+
+    Not a refusal by the policy: nothing was decided and nothing was published. The driver's message is
+    withheld, because database drivers quote statements, parameters and rows in theirs.
+
+    :param source: the registry's display name, without a password.
+    :param cause: the class name of the underlying error.
+    """
+
+    retryable = True
+
+    def __init__(self, source: str, cause: str) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(
+            f"consent registry {source} is unreachable ({cause}; the underlying message is withheld); "
+            "nothing was published; retry once it is reachable"
+        )
+
+
+class ConsentSubjectMismatchError(ConsentRegistryError):
+    """No subject of the dataset occurs in the consent registry: likely a wrong subject column or registry."""
+
+
 class PseudonymKeyError(PolicyViolationError):
     """A ``pseudonymize`` treatment was asked for, but no pseudonym key was provided."""
+
+
+class SurrogateMappingError(PolicyViolationError):
+    """The private mapping of surrogate codes cannot be read or written, or changed under the run; no output
+    is published (a run refused because another one added codes at the same time may be run again)."""
+
+
+class ManifestKeyError(PolicyViolationError):
+    """The subject manifest key is too short, or is the pseudonym key, which it must never be."""
+
+
+class SubjectManifestError(PhiGuardError):
+    """A subject manifest that cannot be trusted: missing, unreadable, misshapen, or changed since its run.
+
+    :param path: the manifest file.
+    :param problem: what is wrong and what to do; never a subject id or a hash from the file.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"subject manifest {path}: {problem}")
+
+
+class LineageArchiveError(PhiGuardError):
+    """The lineage archive refused a load or a query: a bad URL, table name or retention, or a statement
+    the database rejected. Nothing was loaded; the driver's message is withheld (it may quote events).
+
+    :param archive: the archive's display name, without a password.
+    :param problem: what is wrong and what to do.
+    """
+
+    def __init__(self, archive: str, problem: str) -> None:
+        self.archive = archive
+        self.problem = problem
+        super().__init__(f"lineage archive {archive}: {problem}")
+
+
+class LineageArchiveUnavailableError(LineageArchiveError):
+    """The lineage archive's database could not be reached; a retry may heal it.
+
+    :param archive: the archive's display name, without a password.
+    :param cause: the class name of the underlying error.
+    """
+
+    retryable = True
+
+    def __init__(self, archive: str, cause: str) -> None:
+        self.cause = cause
+        super().__init__(
+            archive,
+            f"the database is unreachable ({cause}; the underlying message is withheld); nothing was "
+            "loaded or read; check the URL and that the server accepts connections, then retry",
+        )
 
 
 class InvalidValuesError(PhiGuardError, ValueError):

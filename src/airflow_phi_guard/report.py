@@ -65,6 +65,41 @@ class Finding(_Record):
     count: int
 
 
+class SubjectManifestRecord(_Record):
+    """The manifest of a published run's admitted subjects, as keyed hashes beside the governed dataset."""
+
+    path: str = Field(description="The manifest file, beside the governed dataset.")
+    digest: str = Field(description="SHA-256 of the manifest file, ``sha256:<hex>``.")
+    key_fingerprint: str = Field(description="A keyed fingerprint of the manifest key, never the key.")
+    subjects: int = Field(description="How many distinct admitted subjects the manifest holds.")
+
+
+class ConsentSummary(_Record):
+    """How consent admitted rows: the rules applied and the counts per basis, never a subject id."""
+
+    as_of: date = Field(description="The date on which every consent record was judged.")
+    date_rule: str = Field(description="How registry dates and timestamps are compared, by name.")
+    subject_id_normalization: str = Field(description="How subject ids of both sides were normalised.")
+    purpose_codes: list[str] = Field(
+        description="The HL7 v3 PurposeOfUse codes whose records covered the policy's purpose."
+    )
+    registry_records: int | None = Field(default=None, description="Records of the registry, when read.")
+    registry_subjects: int | None = Field(default=None, description="Distinct subjects of the registry.")
+    subjects_matched: int = Field(default=0, description="Registry subjects that occur in the dataset.")
+    rows_matched: int = Field(default=0, description="Rows whose subject has a registry record.")
+    admitted_rows_by_basis: dict[str, int] = Field(
+        default_factory=dict,
+        description="Admitted rows per basis of the grant that admitted them (the policy's first basis "
+        "among several that admit).",
+    )
+    admitted_subjects_by_basis: dict[str, int] = Field(
+        default_factory=dict, description="Distinct admitted subjects per basis, counted the same way."
+    )
+    excluded_rows_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="Excluded rows per exclusion reason."
+    )
+
+
 class GovernanceReport(_Record):
     """The outcome of applying a policy to one dataset."""
 
@@ -84,7 +119,15 @@ class GovernanceReport(_Record):
     pseudonym_key_fingerprint: str | None = Field(
         default=None, description="A keyed fingerprint of the pseudonym key, never the key itself."
     )
+    manifest: SubjectManifestRecord | None = Field(
+        default=None,
+        description="The subject manifest written beside the output; None when the run published nothing or "
+        "had no manifest key, in which case revocation impact cannot be answered for it.",
+    )
     rows: RowCounts = Field(default_factory=RowCounts)
+    consent: ConsentSummary | None = Field(
+        default=None, description="The consent rules applied and the admissions per basis."
+    )
     columns: list[ColumnDecision] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     refusals: list[str] = Field(default_factory=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date, datetime, timedelta
 
 import pyarrow as pa
@@ -13,8 +14,10 @@ from airflow_phi_guard.consent.admission import (
     decide,
     opt_out_in_force,
 )
-from airflow_phi_guard.consent.registry import ConsentRecord, ConsentRegistry
-from airflow_phi_guard.policy.models import ConsentBasis
+from airflow_phi_guard.consent.purposes import PURPOSE_OF_USE_SYSTEM
+from airflow_phi_guard.consent.registry import ConsentRecord, ConsentRegistry, registry_from_table
+from airflow_phi_guard.exceptions import ConsentRegistryError
+from airflow_phi_guard.policy.models import ConsentBasis, DigitIds, SubjectIdNormalization, UuidCase
 
 AS_OF = date(2026, 12, 1)
 DAY = timedelta(days=1)
@@ -29,6 +32,7 @@ def grant(
     expires_at: date | None = None,
     revoked_at: date | None = None,
     subject_id: str = "subject-1",
+    reference: str | None = None,
 ) -> ConsentRecord:
     return ConsentRecord(
         subject_id=subject_id,
@@ -37,7 +41,7 @@ def grant(
         granted_at=granted_at,
         expires_at=expires_at,
         revoked_at=revoked_at,
-        reference="AUTH-000001",
+        reference=reference,
     )
 
 
@@ -200,7 +204,7 @@ def test_an_accepted_basis_of_the_policy_admits() -> None:
 
 
 def registry(*records: ConsentRecord) -> ConsentRegistry:
-    return ConsentRegistry(source="test", records=records)
+    return ConsentRegistry.from_records("test", records)
 
 
 class TestConsentAdmission:
@@ -314,3 +318,272 @@ class TestConsentAdmission:
         admission = ConsentAdmission(registry(grant()), BASES, PURPOSE, AS_OF)
         with pytest.raises(TypeError, match="double"):
             admission.admit(pa.array([1.0, 2.0]))
+
+
+# ---- Issue 4: the vectorised admission, held to the per-record rule and to the issue's rules ----
+
+
+_PURPOSE_CHOICES = [
+    ("model-training",),
+    ("research", "model-training"),
+    ("research",),
+    ("HRESCH",),
+    (f"{PURPOSE_OF_USE_SYSTEM}|MLTRAINING",),
+    ("treatment",),
+    ("quality-improvement", "model-training"),
+]
+
+
+def _random_registry(seed: int, subjects: int) -> list[ConsentRecord]:
+    chooser = random.Random(seed)
+    records: list[ConsentRecord] = []
+    for number in range(subjects):
+        for version in range(chooser.randint(0, 4)):
+            basis = chooser.choice(list(ConsentBasis))
+            granted = AS_OF + chooser.randint(-40, 10) * DAY
+            # granted_at differs per record of a subject, so no two contradict
+            granted += version * 1000 * DAY * (1 if chooser.random() < 0.5 else -1)
+            end = granted + chooser.randint(0, 60) * DAY
+            records.append(
+                ConsentRecord(
+                    subject_id=f"s-{number}",
+                    basis=basis,
+                    purposes=chooser.choice(_PURPOSE_CHOICES)
+                    if chooser.random() < 0.9 or basis != "opt-out"
+                    else (),
+                    granted_at=granted,
+                    expires_at=end if chooser.random() < 0.3 else None,
+                    revoked_at=end + chooser.randint(0, 5) * DAY if chooser.random() < 0.3 else None,
+                )
+            )
+    return records
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("widened", [(), ("HRESCH",)], ids=["default-purposes", "widened-to-HRESCH"])
+def test_vectorised_decisions_equal_the_per_record_rule(seed: int, widened: tuple[str, ...]) -> None:
+    """Property-style: on a seeded random registry, ConsentAdmission decides every subject as decide()."""
+    records = _random_registry(seed, subjects=150)
+    bases = random.Random(seed).sample(
+        [b for b in ConsentBasis if b not in ("opt-out", "treatment-consent")], 2
+    )
+    admission = ConsentAdmission(
+        ConsentRegistry.from_records("random", records), bases, PURPOSE, AS_OF, purposes_covering=widened
+    )
+    covering = admission.covering
+    for number in range(150):
+        subject = f"s-{number}"
+        own = [record for record in records if record.subject_id == subject]
+        assert admission.decision_for(subject) == decide(own, bases, PURPOSE, AS_OF, covering), subject
+
+
+# Several records per subject, through the vectorised path: (records, expected decision).
+SEVERAL_RECORDS = [
+    # any valid grant admits
+    pytest.param(
+        [grant("treatment-consent"), grant(purposes=("registry-research",)), grant("irb-waiver")],
+        None,
+        id="any-valid-grant-admits",
+    ),
+    # any opt-out in force excludes
+    pytest.param([grant(), grant("irb-waiver", ("model-training",)), opt_out()], "opted-out", id="opt-out"),
+    # a revocation ends only the record it revokes
+    pytest.param(
+        [grant(revoked_at=AS_OF - DAY), grant("irb-waiver", ("model-training",), AS_OF - 200 * DAY)],
+        None,
+        id="revocation-ends-only-its-record",
+    ),
+    # a new grant after a revocation admits again
+    pytest.param(
+        [
+            grant(granted_at=AS_OF - 500 * DAY, revoked_at=AS_OF - 100 * DAY),
+            grant(granted_at=AS_OF - 50 * DAY),
+        ],
+        None,
+        id="new-grant-after-revocation",
+    ),
+    pytest.param(
+        [grant(granted_at=AS_OF - 500 * DAY, revoked_at=AS_OF - 100 * DAY), grant(granted_at=AS_OF + DAY)],
+        # the revoked record got further through the checks than the grant not yet in force
+        "revoked",
+        id="new-grant-not-yet-in-force",
+    ),
+    # a withdrawn opt-out no longer excludes
+    pytest.param(
+        [grant(), opt_out(granted_at=AS_OF - 30 * DAY, revoked_at=AS_OF - DAY)], None, id="withdrawn-opt-out"
+    ),
+    # research alone does not cover model training under the default mapping
+    pytest.param([grant(purposes=("research",))], "purpose-not-covered", id="research-not-training"),
+    pytest.param([grant(purposes=("HRESCH",))], "purpose-not-covered", id="HRESCH-not-training"),
+    pytest.param(
+        [grant(purposes=(f"{PURPOSE_OF_USE_SYSTEM}|MLTRAINING",))], None, id="MLTRAINING-with-system"
+    ),
+]
+
+
+@pytest.mark.parametrize(("records", "expected"), SEVERAL_RECORDS)
+def test_several_records_per_subject(records: list[ConsentRecord], expected: str | None) -> None:
+    admission = ConsentAdmission(registry(*records), BASES, PURPOSE, AS_OF)
+    mask, counts = admission.admit(pa.array(["subject-1"]))
+    assert mask.to_pylist() == [expected is None]
+    assert counts == ({} if expected is None else {ExclusionReason(expected): 1})
+
+
+def test_a_policy_that_widens_to_research_admits_a_research_consent() -> None:
+    records = [grant(purposes=("research",))]
+    narrow = ConsentAdmission(registry(*records), BASES, PURPOSE, AS_OF)
+    wide = ConsentAdmission(registry(*records), BASES, PURPOSE, AS_OF, purposes_covering=("HRESCH",))
+    assert narrow.decision_for("subject-1") is ExclusionReason.PURPOSE_NOT_COVERED
+    assert wide.decision_for("subject-1") is None
+
+
+UUID_LOWER = "3f2b8c1e-9d4a-4e6b-8a7c-1b2c3d4e5f60"
+UUID_UPPER = UUID_LOWER.upper()
+DEFAULT = SubjectIdNormalization()
+# Subject id normalisation, the same on both sides: (registry id, dataset id, rule, matched?).
+NORMALISATION = [
+    pytest.param(" p-1 ", "p-1\t", DEFAULT, True, id="trimmed"),
+    pytest.param(UUID_UPPER, UUID_LOWER, DEFAULT, True, id="uuid-case-folded"),
+    pytest.param(UUID_LOWER, f" {UUID_UPPER} ", DEFAULT, True, id="uuid-case-folded-and-trimmed"),
+    pytest.param(
+        UUID_UPPER, UUID_LOWER, SubjectIdNormalization(uuid_case=UuidCase.EXACT), False, id="uuid-exact"
+    ),
+    # Only UUIDs are case-folded: other ids keep their case.
+    pytest.param("MRN-ABC", "mrn-abc", DEFAULT, False, id="other-ids-keep-case"),
+    # Digits compare as written by default; 'integer' ignores leading zeros.
+    pytest.param("00042", "42", DEFAULT, False, id="digits-as-text"),
+    pytest.param(
+        "00042", "42", SubjectIdNormalization(digits=DigitIds.INTEGER), True, id="digits-as-integer"
+    ),
+    pytest.param("0", "000", SubjectIdNormalization(digits=DigitIds.INTEGER), True, id="zero-as-integer"),
+    pytest.param("A0042", "A42", SubjectIdNormalization(digits=DigitIds.INTEGER), False, id="not-all-digits"),
+]
+
+
+@pytest.mark.parametrize(("registry_id", "dataset_id", "rule", "matched"), NORMALISATION)
+def test_subject_ids_are_normalised_alike_on_both_sides(
+    registry_id: str, dataset_id: str, rule: SubjectIdNormalization, matched: bool
+) -> None:
+    admission = ConsentAdmission(
+        registry(grant(subject_id=registry_id)), BASES, PURPOSE, AS_OF, subject_ids=rule
+    )
+    assert admission.decision_for(dataset_id) is (None if matched else ExclusionReason.NO_RECORD)
+
+
+def test_integer_dataset_ids_match_text_registry_ids_under_integer_digits() -> None:
+    rule = SubjectIdNormalization(digits=DigitIds.INTEGER)
+    admission = ConsentAdmission(registry(grant(subject_id="0042")), BASES, PURPOSE, AS_OF, subject_ids=rule)
+    mask, _ = admission.admit(pa.array([42, 43], pa.int64()))
+    assert mask.to_pylist() == [True, False]
+
+
+def test_normalisation_that_merges_contradictory_records_refuses_the_registry() -> None:
+    """'00042' and '42' are one subject under digits: integer; their two versions of one grant contradict."""
+    records = [grant(subject_id="00042"), grant(subject_id="42", expires_at=AS_OF + 9 * DAY)]
+    ConsentAdmission(registry(*records), BASES, PURPOSE, AS_OF)  # distinct subjects as text: fine
+    with pytest.raises(ConsentRegistryError, match="1 subject\\(s\\) have contradictory records once ids"):
+        ConsentAdmission(
+            registry(*records),
+            BASES,
+            PURPOSE,
+            AS_OF,
+            subject_ids=SubjectIdNormalization(digits=DigitIds.INTEGER),
+        )
+
+
+class TestCounts:
+    def _admission(self) -> ConsentAdmission:
+        return ConsentAdmission(
+            registry(
+                grant(
+                    subject_id="both"
+                ),  # research authorization and waiver: the policy's first basis counts
+                grant("irb-waiver", ("model-training",), subject_id="both"),
+                grant("irb-waiver", ("model-training",), subject_id="waiver"),
+                grant(subject_id="research"),
+                grant(subject_id="never-seen"),
+                grant(subject_id="expired", expires_at=AS_OF - DAY),
+            ),
+            BASES,
+            PURPOSE,
+            AS_OF,
+        )
+
+    def test_rows_and_subjects_per_basis_accumulate_over_batches(self) -> None:
+        admission = self._admission()
+        admission.admit(pa.array(["both", "both", "waiver", "stranger"]))
+        admission.admit(pa.array(["both", "research", None, "expired", "expired"]))
+
+        counts = admission.counts()
+        assert counts.rows_admitted == 5
+        assert counts.admitted_rows_by_basis == {
+            ConsentBasis.RESEARCH_AUTHORIZATION: 4,  # 3 x both, 1 x research
+            ConsentBasis.IRB_WAIVER: 1,
+        }
+        assert counts.admitted_subjects_by_basis == {
+            ConsentBasis.RESEARCH_AUTHORIZATION: 2,
+            ConsentBasis.IRB_WAIVER: 1,
+        }
+        assert counts.rows_excluded == {
+            ExclusionReason.NO_SUBJECT_ID: 1,
+            ExclusionReason.NO_RECORD: 1,
+            ExclusionReason.EXPIRED: 2,
+        }
+        assert counts.rows_matched == 7
+        assert (counts.subjects_seen, counts.subjects_admitted, counts.registry_subjects) == (4, 3, 5)
+
+    def test_the_first_basis_of_the_policy_names_a_subject_admitted_by_several(self) -> None:
+        records = [grant(subject_id="both"), grant("irb-waiver", ("model-training",), subject_id="both")]
+        order = (ConsentBasis.IRB_WAIVER, ConsentBasis.RESEARCH_AUTHORIZATION)
+        admission = ConsentAdmission(registry(*records), order, PURPOSE, AS_OF)
+        admission.admit(pa.array(["both"]))
+        assert admission.counts().admitted_rows_by_basis == {
+            ConsentBasis.IRB_WAIVER: 1,
+            ConsentBasis.RESEARCH_AUTHORIZATION: 0,
+        }
+
+    def test_admitted_subjects_are_the_seen_and_admitted_ones_normalised(self) -> None:
+        admission = ConsentAdmission(
+            registry(grant(subject_id=UUID_UPPER), grant(subject_id="b"), grant(subject_id="c")),
+            BASES,
+            PURPOSE,
+            AS_OF,
+        )
+        admission.admit(pa.array([UUID_LOWER, "b", "b", "z"]))
+        assert sorted(admission.admitted_subjects().to_pylist()) == [UUID_LOWER, "b"]
+
+    def test_decision_for_counts_nothing(self) -> None:
+        admission = self._admission()
+        admission.decision_for("both")
+        assert admission.counts().rows_admitted == 0
+        assert admission.admitted_subjects().to_pylist() == []
+
+
+def test_many_subjects_take_the_hash_index_and_decide_every_row() -> None:
+    """A registry large enough for the index to matter: each of 20,000 subjects found, strangers not."""
+    ids = [f"{number:08d}-subject" for number in range(20_000)]
+    table = pa.table(
+        {
+            "subject_id": ids,
+            "basis": ["irb-waiver"] * len(ids),
+            "purposes": [["model-training"]] * len(ids),
+            "granted_at": pa.array([AS_OF - DAY] * len(ids), pa.date32()),
+            "expires_at": pa.array([None] * len(ids), pa.date32()),
+            "revoked_at": pa.array([AS_OF if n % 3 == 0 else None for n in range(len(ids))], pa.date32()),
+            "reference": [None] * len(ids),
+        }
+    )
+    admission = ConsentAdmission(registry_from_table(table, "big"), BASES, PURPOSE, AS_OF)
+    mask, counts = admission.admit(pa.array([*ids, "stranger", "00000000-subjec"]))
+    assert mask.to_pylist() == [n % 3 != 0 for n in range(len(ids))] + [False, False]
+    assert counts == {ExclusionReason.NO_RECORD: 2, ExclusionReason.REVOKED: 6667}
+
+
+def test_ids_of_every_length_and_script_are_found_whatever_their_batch() -> None:
+    """The hash of an id depends on the id alone, not on the longest id of its batch or on its script."""
+    ids = ["a", "ab", "abcdefgh", "abcdefghi", "Zoë-ñ-7", "患者-0001", "x" * 70]
+    admission = ConsentAdmission(registry(*(grant(subject_id=i) for i in ids)), BASES, PURPOSE, AS_OF)
+    for subject in ids:
+        assert admission.decision_for(subject) is None, subject
+    mask, _ = admission.admit(pa.array([*reversed(ids), "abcdefg", "患者-0002"]))
+    assert mask.to_pylist() == [True] * len(ids) + [False, False]

@@ -14,8 +14,8 @@ from airflow_phi_guard.consent.registry import (
     REGISTRY_COLUMNS,
     ConsentRecord,
     ConsentRegistry,
-    read_consent_registry,
 )
+from airflow_phi_guard.consent.sources import read_consent_registry
 from airflow_phi_guard.exceptions import ConsentRegistryError, PolicyViolationError
 from airflow_phi_guard.policy.models import ConsentBasis
 
@@ -49,7 +49,7 @@ class TestReadCsv:
 
         assert registry.source == str(path)
         assert len(registry) == 3
-        assert registry.subject_ids == ("p-1", "p-2")
+        assert registry.subject_ids.to_pylist() == ["p-1", "p-2"]
         first, second = registry.records_for("p-1")
         assert first == ConsentRecord(
             subject_id="p-1",
@@ -82,8 +82,10 @@ class TestReadCsv:
         (record,) = read_consent_registry(path).records
         assert (record.subject_id, record.reference) == ("00042", "000123")
 
-    def test_header_only_is_an_empty_registry(self, tmp_path: Path) -> None:
-        assert len(read_consent_registry(write_csv(tmp_path))) == 0
+    def test_header_only_is_an_empty_registry_and_refused(self, tmp_path: Path) -> None:
+        """Issue 4: an empty registry is a distinct error, not a registry that admits nobody."""
+        with pytest.raises(ConsentRegistryError, match="is empty: it holds no record"):
+            read_consent_registry(write_csv(tmp_path))
 
 
 # The date rule: an ISO date, or an ISO timestamp that counts on the calendar date written in it.
@@ -129,7 +131,7 @@ class TestReadParquet:
 
         registry = read_consent_registry(path)
 
-        assert registry.subject_ids == ("7", "8")
+        assert registry.subject_ids.to_pylist() == ["7", "8"]
         first, second = registry.records
         assert first.purposes == ("research", "model-training")
         assert first.granted_at == date(2026, 1, 1)
@@ -365,9 +367,9 @@ def test_registry_groups_records_by_subject() -> None:
         )
 
     records = (record("a", "irb-waiver"), record("b", "opt-out"), record(" a", "opt-out"))
-    registry = ConsentRegistry(source="memory", records=records)
+    registry = ConsentRegistry.from_records("memory", records)
     assert len(registry) == 3
-    assert registry.subject_ids == ("a", "b")
+    assert registry.subject_ids.to_pylist() == ["a", "b"]
     assert [r.basis for r in registry.records_for("a")] == [ConsentBasis.IRB_WAIVER, ConsentBasis.OPT_OUT]
 
 
@@ -380,8 +382,142 @@ def test_repr_names_no_subject_and_no_reference() -> None:
         granted_at="2025-01-01",
         reference=CANARY_REFERENCE,
     )
-    registry = ConsentRegistry(source="memory", records=(record,))
+    registry = ConsentRegistry.from_records("memory", (record,))
     for text in (repr(record), str(record), repr(registry), str(registry)):
         assert CANARY_SUBJECT not in text
         assert CANARY_REFERENCE not in text
     assert "records=1" in repr(registry)
+
+
+# ---- Issue 4: purposes from the vocabulary, impossible dates, contradictory duplicates, canaries ----
+
+VOCABULARY_ROWS = [
+    # (purposes cell, malformed?)
+    pytest.param("model-training;research", False, id="product-names"),
+    pytest.param("HRESCH;MLTRAINING", False, id="purpose-of-use-codes"),
+    pytest.param("http://terminology.hl7.org/CodeSystem/v3-ActReason|HRESCH", False, id="code-with-system"),
+    pytest.param("model-training;newsletters", True, id="one-unknown-purpose"),
+    pytest.param("hresch", True, id="code-in-wrong-case"),
+]
+
+
+@pytest.mark.parametrize(("cell", "malformed"), VOCABULARY_ROWS)
+def test_purposes_must_belong_to_the_vocabulary(tmp_path: Path, cell: str, malformed: bool) -> None:
+    path = write_csv(tmp_path, f"p-1,irb-waiver,{cell},2025-01-01,,,")
+    if not malformed:
+        assert len(read_consent_registry(path)) == 1
+        return
+    with pytest.raises(ConsentRegistryError) as caught:
+        read_consent_registry(path)
+    (refusal,) = caught.value.refusals
+    assert "1 row(s) list a purpose outside the vocabulary" in refusal
+    assert "newsletters" not in refusal.split("(")[0]
+
+
+@pytest.mark.parametrize("text", ["2025-02-29", "2026-02-30", "2026-04-31", "2026-00-10", "2026-12-01T25:00"])
+def test_impossible_dates_are_unparsable(tmp_path: Path, text: str) -> None:
+    path = write_csv(tmp_path, f"p-1,irb-waiver,model-training,{text},,,")
+    with pytest.raises(ConsentRegistryError, match="1 row\\(s\\) have an unparsable date in granted_at"):
+        read_consent_registry(path)
+
+
+def test_a_leap_day_is_a_date(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "p-1,irb-waiver,model-training,2024-02-29T23:59:59+14:00,,,")
+    (record,) = read_consent_registry(path).records
+    assert record.granted_at == date(2024, 2, 29)
+
+
+# Contradictory duplicates: two records of one subject that are the same permission but disagree on when
+# it ends. (rows, number of subjects with contradictory records: 0 means the registry is accepted.)
+BASE = "p-1,research-authorization,model-training,2025-01-01"
+CONTRADICTIONS = [
+    pytest.param([f"{BASE},,,A-1", f"{BASE},,,A-1"], 0, id="exact-duplicates-are-one-record"),
+    pytest.param([f"{BASE},2027-01-01,,", f"{BASE},,,"], 1, id="same-terms-different-expiry"),
+    pytest.param([f"{BASE},,2026-01-01,", f"{BASE},,,"], 1, id="same-terms-different-revocation"),
+    # purposes compare as PurposeOfUse codes, so the name and the code are the same purpose
+    pytest.param(
+        [f"{BASE},2027-01-01,,", "p-1,research-authorization,MLTRAINING,2025-01-01,,,"],
+        1,
+        id="same-purpose-spelled-otherwise",
+    ),
+    pytest.param([f"{BASE},,,A-1", f"{BASE},,,A-2"], 0, id="two-documents-same-terms"),
+    pytest.param([f"{BASE},2027-01-01,,A-1", f"{BASE},,,A-2"], 1, id="same-terms-two-documents-other-expiry"),
+    pytest.param(
+        [
+            "p-1,research-authorization,model-training,2025-01-01,,,A-1",
+            "p-1,irb-waiver,model-training,2025-01-01,,,A-1",
+        ],
+        1,
+        id="one-document-two-bases",
+    ),
+    pytest.param(
+        [f"{BASE},,,A-1", "p-1,research-authorization,model-training,2025-06-01,,,A-1"],
+        1,
+        id="one-document-two-grant-dates",
+    ),
+    # a revocation followed by a new grant is two permissions, not a contradiction
+    pytest.param(
+        [f"{BASE},,2025-06-01,A-1", "p-1,research-authorization,model-training,2025-09-01,,,A-2"],
+        0,
+        id="revoked-then-granted-again",
+    ),
+    # the same document id for two subjects is a study's waiver, not a contradiction
+    pytest.param(
+        [f"{BASE},,,IRB-1", "p-2,research-authorization,model-training,2025-03-01,,,IRB-1"],
+        0,
+        id="shared-waiver",
+    ),
+    pytest.param(
+        [
+            f"{BASE},2027-01-01,,",
+            f"{BASE},,,",
+            "p-2,irb-waiver,model-training,2025-01-01,,,X",
+            "p-2,irb-waiver,model-training,2025-01-01,,2025-02-01,X",
+        ],
+        2,
+        id="two-subjects-counted",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rows", "subjects"), CONTRADICTIONS)
+def test_contradictory_duplicates_make_the_registry_malformed(
+    tmp_path: Path, rows: list[str], subjects: int
+) -> None:
+    path = write_csv(tmp_path, *rows)
+    if subjects == 0:
+        assert len(read_consent_registry(path)) == len(rows)
+        return
+    with pytest.raises(ConsentRegistryError) as caught:
+        read_consent_registry(path)
+    (refusal,) = caught.value.refusals
+    assert f"{subjects} subject(s) have contradictory records" in refusal
+
+
+def test_a_malformed_registry_names_no_canary_anywhere(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Canary ids and references, malformed in every way the registry refuses: none reaches a message."""
+    caplog.set_level("DEBUG")
+    rows = [
+        f"{S}-1,research-consent,model-training,2025-01-01,,,{R}-1",  # unknown basis
+        f"{S}-2,irb-waiver,{S}-purpose,2025-01-01,,,{R}-2",  # unknown purpose
+        f"{S}-3,irb-waiver,model-training,2025-02-30,,,{R}-3",  # impossible date
+        f"{S}-4,irb-waiver,model-training,,,,{R}-4",  # no granted_at
+        f"{S}-5,irb-waiver,,2025-01-01,,,{R}-5",  # no purposes
+        f"{S}-6,irb-waiver,model-training,2025-01-02,2025-01-01,,{R}-6",  # expiry before grant
+        f"   ,irb-waiver,model-training,2025-01-01,,,{R}-7",  # empty subject
+    ]
+    with pytest.raises(ConsentRegistryError) as caught:
+        read_consent_registry(write_csv(tmp_path, *rows))
+    assert len(caught.value.refusals) == 7
+    contradictory = [
+        f"{S}-8,irb-waiver,model-training,2025-01-01,,,{R}-8",
+        f"{S}-8,irb-waiver,model-training,2025-01-01,2026-01-01,,{R}-8",
+    ]
+    with pytest.raises(ConsentRegistryError) as second:
+        read_consent_registry(write_csv(tmp_path, *contradictory, name="second.csv"))
+    for text in [refusal_text(caught.value), refusal_text(second.value), caplog.text, repr(caught.value)]:
+        assert S not in text
+        assert R not in text
+        assert "2025-02-30" not in text

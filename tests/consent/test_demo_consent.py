@@ -16,7 +16,8 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from airflow_phi_guard.consent.admission import ConsentAdmission, ExclusionReason, record_exclusion
-from airflow_phi_guard.consent.registry import ConsentRegistry, read_consent_registry, registry_from_table
+from airflow_phi_guard.consent.registry import ConsentRegistry, registry_from_table
+from airflow_phi_guard.consent.sources import read_consent_registry
 from airflow_phi_guard.policy.models import ConsentBasis
 
 REPO = Path(__file__).resolve().parents[2]

@@ -75,6 +75,17 @@ def test_every_letter_has_a_row_for_every_method():
         ("BIRTHDATE", I.DATES, T.YEAR, M.LIMITED_DATA_SET, False),  # dates may stay in a limited data set
         ("START", I.DATES, T.YEAR, M.SAFE_HARBOR, False),
         ("BIRTHDATE", I.DATES, T.KEEP, M.SAFE_HARBOR, True),
+        # a limited data set keeps town or city, State and ZIP code, and no other postal address
+        # information or geocode (164.514(e)(2)(ii))
+        ("CITY", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, False),
+        ("patient_zip", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, False),
+        ("postal_code", I.GEOGRAPHIC_SUBDIVISION, T.ZIP3, M.LIMITED_DATA_SET, False),
+        ("Town", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, False),
+        ("ADDRESS", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, True),
+        ("street_name", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, True),
+        ("COUNTY", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, True),
+        ("LAT", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, True),
+        ("ADDRESS", I.GEOGRAPHIC_SUBDIVISION, T.DROP, M.LIMITED_DATA_SET, False),
     ],
 )
 def test_treatment_refusal_names_column_letter_and_remedy(column, identifier, treatment, method, refused):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
@@ -11,13 +12,23 @@ import pytest
 
 from airflow_phi_guard.deid import treatments
 from airflow_phi_guard.deid.treatments import (
+    ISO_DATES,
     KEY_FINGERPRINT_LABEL,
+    DateReading,
+    DateTextFormat,
+    ExcelSerials,
+    TwoDigitYears,
+    aged_90_or_over,
+    completed_years,
     key_fingerprint,
     pseudonymize,
+    recorded_dates,
+    suppressed,
     to_age,
     to_birth_year,
     to_year,
     to_zip3,
+    us_zip_codes,
 )
 from airflow_phi_guard.exceptions import InvalidValuesError
 from airflow_phi_guard.policy.models import Zip3Vintage
@@ -439,3 +450,375 @@ def test_pseudonymize_trims_white_space_as_consent_matching_does():
     key = b"k" * 32
     expected = hmac.new(key, b"p1", hashlib.sha256).hexdigest()
     assert pseudonymize(pa.array([" p1", "p1 ", "p1"]), key).to_pylist() == [expected] * 3
+
+
+# --- declared date readings: formats, two-digit years, Excel serials --------------------------------------
+
+US_BIRTH_DATES = DateReading(
+    text_formats=(DateTextFormat.ISO_8601, DateTextFormat.MONTH_DAY_YEAR),
+    two_digit_years=TwoDigitYears.NOT_AFTER_REFERENCE,
+)
+EXTRACT_DATE = date(2025, 6, 15)
+
+
+@pytest.mark.parametrize(
+    ("text", "reference", "expected"),
+    [
+        # Rule: the latest century that keeps the whole date on or before the reference date (a birth
+        # date cannot lie after the extract date).
+        ("03/04/27", EXTRACT_DATE, date(1927, 3, 4)),  # 2027 would be after 2025-06-15
+        ("03/04/25", EXTRACT_DATE, date(2025, 3, 4)),  # before the reference: this century
+        ("06/15/25", EXTRACT_DATE, date(2025, 6, 15)),  # on the reference date itself
+        ("06/16/25", EXTRACT_DATE, date(1925, 6, 16)),  # one day after it: previous century
+        ("12/31/99", EXTRACT_DATE, date(1999, 12, 31)),
+        ("01/01/00", EXTRACT_DATE, date(2000, 1, 1)),
+        ("02/29/00", EXTRACT_DATE, date(2000, 2, 29)),  # 2000 is a leap year
+        ("01/01/00", date(1999, 12, 31), date(1900, 1, 1)),  # the reference decides the century
+        ("3/4/1927", EXTRACT_DATE, date(1927, 3, 4)),  # four digits: as written
+        ("03-04-27", EXTRACT_DATE, date(1927, 3, 4)),  # dashes
+        ("03.04.27", EXTRACT_DATE, date(1927, 3, 4)),  # dots
+        ("03/04/27 10:30", EXTRACT_DATE, date(1927, 3, 4)),  # a time of day is dropped
+        ("03/04/27 10:30:15 PM", EXTRACT_DATE, date(1927, 3, 4)),
+        ("1927-03-04", EXTRACT_DATE, date(1927, 3, 4)),  # ISO still read
+    ],
+)
+def test_two_digit_birth_years_never_lie_after_the_reference_date(text, reference, expected):
+    assert recorded_dates(pa.array([text]), US_BIRTH_DATES, reference).to_pylist() == [expected]
+    assert to_year(pa.array([text]), US_BIRTH_DATES, reference).to_pylist() == [expected.year]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Rule: the year ending in those digits among the hundred years that end at the cutoff, 2029.
+        ("31/12/29", date(2029, 12, 31)),
+        ("01/01/30", date(1930, 1, 1)),
+        ("15/06/00", date(2000, 6, 15)),
+        ("04/03/27", date(2027, 3, 4)),  # day first: 4 March
+        ("31/12/1899", date(1899, 12, 31)),
+    ],
+)
+def test_two_digit_years_of_other_dates_follow_the_declared_cutoff(text, expected):
+    reading = DateReading(
+        text_formats=(DateTextFormat.DAY_MONTH_YEAR,),
+        two_digit_years=TwoDigitYears.CUTOFF,
+        two_digit_year_cutoff=2029,
+    )
+
+    assert recorded_dates(pa.array([text]), reading).to_pylist() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("reading", "text"),
+    [
+        # Refused, never guessed: what the declared reading does not read, or a day that does not exist.
+        (ISO_DATES, "03/04/27"),  # the default reads ISO 8601 only
+        (DateReading(text_formats=(DateTextFormat.MONTH_DAY_YEAR,)), "03/04/27"),  # two-digit: refused
+        (US_BIRTH_DATES, "02/29/2023"),  # 29 February of a common year
+        (US_BIRTH_DATES, "13/15/2024"),  # month 13
+        (US_BIRTH_DATES, "00/10/2024"),  # month 0
+        (US_BIRTH_DATES, "04/31/2024"),  # past the end of April
+        (US_BIRTH_DATES, "04/00/2024"),  # day 0
+        (US_BIRTH_DATES, "02/29/00"),  # at the reference 1999-12-31 it is 1900, and 1900-02-29 never was
+        (US_BIRTH_DATES, "03/04-27"),  # mixed separators
+        (US_BIRTH_DATES, "03/04/027"),  # a three-digit year
+        (US_BIRTH_DATES, "44927"),  # a serial, not declared
+        (US_BIRTH_DATES, "2024-13-15"),
+        (US_BIRTH_DATES, "2023-02-29"),
+    ],
+)
+def test_a_declared_reading_refuses_what_it_does_not_read(reading, text):
+    reference = date(1999, 12, 31)  # before 2000-02-29, so "02/29/00" can only be 1900-02-29: no such day
+    with pytest.raises(InvalidValuesError) as raised:
+        recorded_dates(
+            pa.array([text, "01/01/1990" if "iso-8601" not in reading.text_formats else "1990-01-01"]),
+            reading,
+            reference,
+        )
+
+    assert raised.value.count == 1
+    assert text not in str(raised.value)
+
+
+def test_unreadable_dates_are_counted_across_formats_and_rules():
+    values = pa.array(["02/29/2023", "2023-02-29", "junk", "03/04/27", None, "", "2001-02-03", "44927"])
+
+    with pytest.raises(InvalidValuesError) as raised:
+        to_year(values, US_BIRTH_DATES, EXTRACT_DATE)
+
+    assert raised.value.count == 4  # the three impossible or malformed values, and the undeclared serial
+    assert raised.value.expected == "ISO 8601 or month/day/year dates"
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        (
+            {"text_formats": ("month-day-year", "day-month-year")},
+            "cannot both be read",
+        ),  # 03/04 would be ambiguous
+        ({"two_digit_years": "cutoff"}, "two_digit_year_cutoff is required"),
+        ({"two_digit_year_cutoff": 2029}, "two_digit_year_cutoff is required"),
+        ({"two_digit_years": "not-after-reference"}, "need a month-day-year or day-month-year"),
+        ({"text_formats": ()}, "at least 1"),
+        ({"unknown": 1}, "Extra inputs"),
+    ],
+)
+def test_a_date_reading_that_is_ambiguous_or_incomplete_is_refused(settings, problem):
+    with pytest.raises(ValueError, match=problem):
+        DateReading(**settings)
+
+
+def test_the_birth_rule_needs_the_reference_date():
+    with pytest.raises(ValueError, match="reference date"):
+        to_year(pa.array(["03/04/27"]), US_BIRTH_DATES)
+
+
+EXCEL_1900 = DateReading(excel_serials=ExcelSerials.EXCEL_1900)
+EXCEL_1904 = DateReading(excel_serials=ExcelSerials.EXCEL_1904)
+
+
+@pytest.mark.parametrize(
+    ("serial", "reading", "expected"),
+    [
+        # The 1900 system: serial 1 is 1900-01-01, 60 is Lotus's 29 February 1900 (no such day), so from
+        # 61 on a serial counts one day too many.
+        (44927, EXCEL_1900, date(2023, 1, 1)),
+        (45292, EXCEL_1900, date(2024, 1, 1)),
+        (36526, EXCEL_1900, date(2000, 1, 1)),
+        (25569, EXCEL_1900, date(1970, 1, 1)),
+        (1, EXCEL_1900, date(1900, 1, 1)),
+        (59, EXCEL_1900, date(1900, 2, 28)),
+        (61, EXCEL_1900, date(1900, 3, 1)),
+        (2958465, EXCEL_1900, date(9999, 12, 31)),
+        (44927.75, EXCEL_1900, date(2023, 1, 1)),  # 18:00 on that day: the fraction is the time
+        ("44927", EXCEL_1900, date(2023, 1, 1)),  # a serial stored as text
+        ("44927.5", EXCEL_1900, date(2023, 1, 1)),
+        # The 1904 system: serial 0 is 1904-01-01, with no fictitious day.
+        (0, EXCEL_1904, date(1904, 1, 1)),
+        (1, EXCEL_1904, date(1904, 1, 2)),
+        (44927, EXCEL_1904, date(2027, 1, 2)),  # 1,462 days after its 1900-system reading
+    ],
+)
+def test_excel_serials_are_converted_by_the_declared_system(serial, reading, expected):
+    assert recorded_dates(pa.array([serial]), reading).to_pylist() == [expected]
+    assert to_year(pa.array([serial]), reading).to_pylist() == [expected.year]
+
+
+@pytest.mark.parametrize(
+    ("serial", "reading"),
+    [
+        (60, EXCEL_1900),  # 1900-02-29 never existed: refused, not moved to a neighbouring day
+        (60.5, EXCEL_1900),
+        (0, EXCEL_1900),  # "1900-01-00"
+        (-1, EXCEL_1900),
+        (2958466, EXCEL_1900),  # after 9999-12-31
+        (float("nan"), EXCEL_1900),
+        (float("inf"), EXCEL_1900),
+        (-1, EXCEL_1904),
+        ("60", EXCEL_1900),
+        ("12345678", EXCEL_1900),  # eight digits: no serial
+        ("-5", EXCEL_1900),
+    ],
+)
+def test_serials_that_are_no_date_of_the_system_are_refused(serial, reading):
+    with pytest.raises(InvalidValuesError) as raised:
+        recorded_dates(pa.array([serial, None]), reading)
+
+    assert raised.value.count == 1
+    if len(str(serial)) > 4:  # shorter ones occur in the message's own words ("1900", "8601")
+        assert str(serial) not in str(raised.value)
+
+
+def test_serials_are_refused_unless_declared():
+    # A number in a date column is refused by default: neither passed through nor read as a date.
+    for values in (pa.array([44927]), pa.array([44927.0]), pa.array(["44927"])):
+        with pytest.raises(InvalidValuesError) as raised:
+            to_year(values)
+        assert raised.value.count == 1
+
+
+# --- the year as recorded, whatever the time zone -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "year"),
+    [
+        # 164.514(b)(2)(i)(C) keeps the year; it is the year written locally, never the year in UTC.
+        (pa.array(["2020-12-31T23:30:00-05:00"]), 2020),  # 2021-01-01T04:30Z
+        (pa.array(["2020-12-31T23:59:59.999-12:00"]), 2020),  # the last zone on Earth
+        (pa.array(["2021-01-01T00:00:00+14:00"]), 2021),  # 2020-12-31T10:00Z
+        (pa.array([utc(2021, 1, 1, 4, 30)], pa.timestamp("us", tz=NEW_YORK)), 2020),
+        (pa.array([utc(2020, 12, 31, 10, 0)], pa.timestamp("us", tz="Pacific/Kiritimati")), 2021),
+        (
+            pa.array([utc(2021, 1, 1, 4, 30)], pa.timestamp("us", tz=NEW_YORK)).cast(
+                pa.timestamp("ms", tz=NEW_YORK)
+            ),
+            2020,
+        ),
+    ],
+)
+def test_year_never_changes_by_conversion_to_utc(values, year):
+    assert to_year(values).to_pylist() == [year]
+    assert recorded_dates(values).to_pylist()[0].year == year
+
+
+# --- leap-day birthdays -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "years", "age", "birth_year"),
+    [
+        # Rule (REGULATORY.md): ref.year - birth.year - ((ref.month, ref.day) < (birth.month, birth.day)):
+        # in a common year the birthday of 29 February is reached on 1 March, not on 28 February.
+        (date(2001, 2, 28), 0, 0, 2000),
+        (date(2001, 3, 1), 1, 1, 2000),
+        (date(2004, 2, 28), 3, 3, 2000),
+        (date(2004, 2, 29), 4, 4, 2000),
+        (date(2100, 2, 28), 99, 90, None),  # 2100 is a common year: 99 until 1 March, so 90 or older
+        (date(2100, 3, 1), 100, 90, None),
+    ],
+)
+def test_leap_day_birthdays(reference, years, age, birth_year):
+    births = pa.array(["2000-02-29"])
+
+    assert completed_years(births, reference).to_pylist() == [years]
+    assert to_age(births, reference).to_pylist() == [age]
+    assert to_birth_year(births, reference).to_pylist() == [birth_year]
+
+
+@pytest.mark.parametrize(
+    ("reference", "age", "birth_year", "over_89"),
+    [
+        # Born 1932-02-29: 90 on 2022-03-01 (2022 is a common year), so the birth year goes on that day.
+        (date(2022, 2, 28), 89, 1932, False),
+        (date(2022, 3, 1), 90, None, True),
+        (date(2021, 12, 31), 89, 1932, False),
+    ],
+)
+def test_a_leap_day_birthday_at_the_90_boundary(reference, age, birth_year, over_89):
+    births = pa.array([date(1932, 2, 29)], pa.date32())
+
+    assert to_age(births, reference).to_pylist() == [age]
+    assert to_birth_year(births, reference).to_pylist() == [birth_year]
+    assert aged_90_or_over(births, reference).to_pylist() == [over_89]
+
+
+# --- 90 or older: one category, and the birth year suppressed wherever it appears ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("birth", "over_89"),
+    [
+        ("1935-06-16", False),  # 89 on 2025-06-15
+        ("1935-06-15", True),  # 90 that day
+        ("1900-01-01", True),
+        ("2025-06-15", False),  # born that day
+        (None, True),  # unknown age: its birth year could show an age over 89, so it goes (fail closed)
+        ("", True),
+    ],
+)
+def test_aged_90_or_over(birth, over_89):
+    result = aged_90_or_over(pa.array([birth], pa.string()), EXTRACT_DATE)
+
+    assert result.type == pa.bool_()
+    assert result.null_count == 0
+    assert result.to_pylist() == [over_89]
+
+
+def test_the_year_of_a_birth_date_is_suppressed_for_people_aged_90_or_over():
+    births = pa.array(["1935-06-16", "1935-06-15", None, "1984-02-29"])
+
+    years = suppressed(to_year(births), aged_90_or_over(births, EXTRACT_DATE))
+
+    assert years.to_pylist() == [1935, None, None, 1984]
+    assert years.to_pylist() == to_birth_year(births, EXTRACT_DATE).to_pylist()
+
+
+def test_a_separate_birth_year_column_is_suppressed_by_the_birth_date_mask():
+    births = pa.array(["1935-06-16", "1930-01-01", None])
+    birth_years = pa.array([1935, 1930, 1950])
+
+    assert suppressed(birth_years, aged_90_or_over(births, EXTRACT_DATE)).to_pylist() == [1935, None, None]
+
+
+def test_suppressed_refuses_a_mask_of_another_length():
+    with pytest.raises(ValueError, match="rows"):
+        suppressed(pa.array([1, 2]), pa.array([True]))
+
+
+def test_ages_of_90_and_over_are_one_int32_category():
+    births = pa.array(["1935-06-15", "1925-01-01", "1800-01-01", "1936-01-01"])
+
+    result = to_age(births, EXTRACT_DATE)
+
+    assert result.type == pa.int32()
+    assert result.to_pylist() == [90, 90, 90, 89]
+
+
+# --- ZIP3 edge cases the rule names, in one table -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zip_code", "expected"),
+    [
+        ("69210-1234", "000"),  # ZIP+4 of a restricted prefix: 000, never "69"
+        ("69210", "000"),
+        (692, "006"),  # an integer that lost two zeros is 00692, Puerto Rico, not 692
+        ("00501", "005"),
+        ("00000", None),  # placeholder: missing, not 000
+        ("00012", None),  # no ZIP starts 000
+        ("ABCDE", None),  # non-numeric
+        ("6850A", None),
+        ("141 34", None),  # a Swedish postcode is suppressed, not truncated to 141
+    ],
+)
+def test_zip3_edge_cases_of_the_rule(zip_code, expected):
+    assert to_zip3(pa.array([zip_code]), Zip3Vintage.CENSUS_2020).to_pylist() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("zip_code", "expected"),
+    [
+        ("02139-4307", "02139"),
+        ("021394307", "02139"),
+        (2139, "02139"),
+        (2139.0, "02139"),
+        ("00000", None),
+        ("SW1A 1AA", None),
+        ("", None),
+    ],
+)
+def test_us_zip_codes(zip_code, expected):
+    assert us_zip_codes(pa.array([zip_code])).to_pylist() == [expected]
+
+
+# --- canaries: no value in any message or log record --------------------------------------------------------
+
+CANARY_DATE = "1961-04-12"
+CANARY_TEXT = "CANARY-7Q3Z-not-a-date"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda: to_year(pa.array([CANARY_TEXT, CANARY_DATE])), id="year"),
+        pytest.param(lambda: to_age(pa.array([CANARY_TEXT, CANARY_DATE]), EXTRACT_DATE), id="age"),
+        pytest.param(lambda: to_age(pa.array([CANARY_DATE, "2961-04-12"]), EXTRACT_DATE), id="born-later"),
+        pytest.param(lambda: to_birth_year(pa.array([CANARY_TEXT]), EXTRACT_DATE), id="birth-year"),
+        pytest.param(lambda: aged_90_or_over(pa.array([CANARY_TEXT]), EXTRACT_DATE), id="mask"),
+        pytest.param(
+            lambda: recorded_dates(pa.array(["02/29/61", CANARY_TEXT]), US_BIRTH_DATES, EXTRACT_DATE), id="us"
+        ),
+        pytest.param(lambda: recorded_dates(pa.array([60, 19610412]), EXCEL_1900), id="serial"),
+        pytest.param(lambda: to_zip3(pa.array([True]), Zip3Vintage.CENSUS_2020), id="zip3"),
+    ],
+)
+def test_no_value_reaches_an_error_or_a_log(call, caplog):
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(InvalidValuesError) as raised:
+        call()
+
+    told = str(raised.value) + repr(raised.value) + " ".join(record.getMessage() for record in caplog.records)
+    for canary in (CANARY_TEXT, CANARY_DATE, "1961", "02/29/61", "19610412", "2961", "True"):
+        assert canary not in told

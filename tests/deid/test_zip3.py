@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 
 import pytest
 
 from airflow_phi_guard.deid import zip3
-from airflow_phi_guard.deid.zip3 import restricted_prefixes, zip3_table
-from airflow_phi_guard.policy.models import Zip3Vintage
+from airflow_phi_guard.deid.zip3 import restricted_prefixes, vintage_record, zip3_state_table, zip3_table
+from airflow_phi_guard.policy.models import DeidentificationPolicy, Zip3Vintage
 
 # The lists of REGULATORY.md, "The ZIP3 rule": population at most 20,000 in the vintage's Census.
 PUBLISHED = {
@@ -80,3 +81,65 @@ def test_a_table_that_lost_a_prefix_is_refused(monkeypatch):
     finally:
         monkeypatch.undo()
         zip3_table.cache_clear()
+
+
+@pytest.mark.parametrize("vintage", list(Zip3Vintage))
+def test_the_vintage_record_names_the_list_and_its_file(vintage):
+    file = resources.files("airflow_phi_guard.deid").joinpath("data", f"zip3-{vintage.value}.json")
+
+    record = vintage_record(vintage)
+
+    assert record == {
+        "vintage": vintage.value,
+        "source": zip3_table(vintage).source,
+        "restricted_prefixes": {"census-2000": 17, "census-2010": 14, "census-2020": 18}[vintage.value],
+        "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+    }
+
+
+def test_the_default_vintage_is_the_newest():
+    # REGULATORY.md: "Default to the newest vintage."
+    default = DeidentificationPolicy.model_fields["zip3_vintage"].default
+    assert default == max(Zip3Vintage, key=lambda vintage: vintage.value)
+
+
+# --- the State of each prefix -------------------------------------------------------------------------------
+
+
+def test_the_state_table_is_a_data_file_naming_its_source():
+    table = zip3_state_table()
+
+    assert table.source
+    assert (
+        "zip3-states.json"
+        in resources.files("airflow_phi_guard.deid").joinpath("data", "SOURCES.md").read_text()
+    )
+    assert len(table.prefixes) > 900  # the USPS has assigned over 900 three-digit prefixes
+    assert set(table.prefixes.values()) >= {"AK", "CA", "DC", "HI", "NE", "NY", "PR", "WY"}
+
+
+@pytest.mark.parametrize(
+    ("prefix", "state"),
+    [
+        ("005", "NY"),
+        ("006", "PR"),
+        ("021", "MA"),
+        ("200", "DC"),
+        ("685", "NE"),
+        ("692", "NE"),
+        ("995", "AK"),
+        ("999", "AK"),
+    ],
+)
+def test_prefixes_map_to_their_state(prefix, state):
+    assert zip3_state_table().prefixes[prefix] == state
+
+
+def test_every_exception_belongs_to_a_prefix_split_between_states():
+    table = zip3_state_table()
+
+    assert table.split_prefixes >= {"063", "834"}
+    assert table.exceptions["06390"] == "NY"
+    assert table.exceptions["83414"] == "WY"
+    assert all(zip_code[:3] in table.split_prefixes for zip_code in table.exceptions)
+    assert all(table.prefixes[zip_code[:3]] != state for zip_code, state in table.exceptions.items())

@@ -15,6 +15,7 @@ import pytest
 from airflow_phi_guard.engine.executor import govern
 from airflow_phi_guard.exceptions import (
     ConsentRegistryError,
+    ConsentSubjectMismatchError,
     PolicyViolationError,
     PseudonymKeyError,
     ResidualPhiError,
@@ -365,3 +366,46 @@ def test_what_kept_text_may_hold_depends_on_the_method(tmp_path: Path, method, n
         [refused_letter] if refused_letter else []
     )
     assert result.report.published is (refused_letter is None)
+
+
+class TestConsentEndOfPass:
+    """Issue 4: a run where no subject of the dataset is in the registry is refused as a wrong column."""
+
+    def test_no_subject_in_the_registry_is_refused_with_counts(self, tmp_path: Path, caplog):
+        # The registry is well formed, but none of its subjects occurs in the dataset's PATIENT column.
+        others = CONSENT.replace("p-", "q-")
+        result, output = _run(tmp_path, consent=others)
+
+        assert result.report.verdict is Verdict.REFUSED
+        assert not output.exists()
+        (refusal,) = [r for r in result.refusals if r.error is ConsentSubjectMismatchError]
+        assert "none of the 10 row(s)" in refusal.message
+        assert "column PATIENT" in refusal.message
+        assert "8 subject(s)" in refusal.message
+        with pytest.raises(ConsentRegistryError):
+            result.raise_for_verdict()
+        for text in [refusal.message, result.report.to_json(), caplog.text]:
+            assert "q-admitted" not in text and "p-admitted" not in text
+
+    def test_one_matching_subject_is_enough(self, tmp_path: Path):
+        """The refusal is about a wrong subject column, not about few admissions: one match publishes."""
+        only_one = CONSENT.replace("p-", "q-").replace("q-admitted", "p-admitted")
+        result, _ = _run(tmp_path, consent=only_one)
+        assert result.report.verdict is Verdict.PUBLISHED
+        assert result.report.rows.admitted == 1
+
+    def test_the_report_records_rules_and_counts_per_basis(self, tmp_path: Path):
+        result, _ = _run(tmp_path)
+        consent = result.report.consent
+        assert consent is not None
+        assert consent.as_of == AS_OF
+        assert consent.date_rule == "calendar-date-as-recorded"
+        assert consent.subject_id_normalization == "trim; uuid-case fold; digits as text"
+        assert consent.purpose_codes == ["MLTRAINING"]
+        # p-admitted by its research authorization, p-waiver by its IRB waiver.
+        assert consent.admitted_rows_by_basis == {"research-authorization": 1, "irb-waiver": 1}
+        assert consent.admitted_subjects_by_basis == {"research-authorization": 1, "irb-waiver": 1}
+        assert consent.excluded_rows_by_reason == result.report.rows.excluded
+        assert (consent.registry_records, consent.registry_subjects) == (9, 8)
+        # every dataset subject but p-unknown and the null one has records
+        assert (consent.subjects_matched, consent.rows_matched) == (8, 8)

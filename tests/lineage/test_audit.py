@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from airflow_phi_guard.lineage.audit import (
+    AllModelsQuery,
+    ColumnQuery,
     EventLogError,
+    EventLogSource,
+    EventSource,
+    ModelQuery,
+    WindowQuery,
+    answer,
     audit_all,
+    audit_column,
     audit_model,
+    audit_window,
+    parse_instant,
     read_events,
+    render_column_text,
     render_json,
     render_text,
 )
@@ -20,6 +35,8 @@ from airflow_phi_guard.lineage.emit import emit_run, new_run_id
 from airflow_phi_guard.policy.loader import parse_policy
 from airflow_phi_guard.policy.models import Treatment
 from airflow_phi_guard.report import ColumnDecision, Verdict
+from tests.cli_fixtures import edited
+from tests.conftest import DEMO_POLICY, REPO, SYNTHEA
 from tests.lineage.conftest import COLUMNS, GOVERNED, POLICY_TEXT, SOURCE, make_report
 
 T0 = datetime(2024, 7, 1, 9, 0, tzinfo=UTC)
@@ -150,14 +167,20 @@ class TestTrainingRuns:
         _append(events_path, _airflow_task_event("START", run_id=training["run"]["runId"]), training)
         runs = audit_model(read_events(events_path), "readmission-risk").runs
         assert [run.run_id for run in runs] == [governance, training["run"]["runId"]]
-        # A training run takes its digest, bases and admitted rows from the run that produced its input.
+        # A training run takes its digest, bases, counts and method from the run that produced its input.
         assert runs[1].model_dump() == {
+            **runs[0].model_dump(),
             "run_id": training["run"]["runId"],
             "event_time": training["eventTime"],
-            "policy_digest": policy.digest,
-            "consent_bases": ["research-authorization", "irb-waiver"],
-            "rows_admitted": 7,
+            "job": "default/phi_guard_readmission_training.train",
+            "role": "consumer",
+            "read_from": governance,
         }
+        assert (runs[1].policy_digest, runs[1].consent_bases, runs[1].rows_admitted) == (
+            policy.digest,
+            ["research-authorization", "irb-waiver"],
+            7,
+        )
 
     def test_a_training_run_on_another_dataset_is_not_listed(self, policy, events_path):
         governance = _govern(policy, events_path)
@@ -353,7 +376,9 @@ class TestRendering:
         _govern(policy, events_path)
         _append(events_path, _airflow_task_event())
         document = json.loads(render_json(audit_model(read_events(events_path), "readmission-risk")))
-        assert set(document) == {"model", "reached", "stopped", "runs"}
+        # The issue's keys, and the digests of the policies of the runs (issue 6).
+        assert set(document) == {"model", "reached", "stopped", "runs", "policy_digests"}
+        assert document["policy_digests"] == [policy.digest]
         assert set(document["model"]) == {"name", "version"}
         assert {key for column in document["reached"] for key in column} == {
             "dataset",
@@ -373,6 +398,19 @@ class TestRendering:
             "policy_digest",
             "consent_bases",
             "rows_admitted",
+            # issue 6: the job and its role, the policy, method, consent counts and risk of each run
+            "job",
+            "role",
+            "read_from",
+            "policy_name",
+            "policy_version",
+            "deidentification_method",
+            "consent_as_of",
+            "rows_read",
+            "rows_excluded",
+            "admitted_rows_by_basis",
+            "admitted_subjects_by_basis",
+            "risk",
         }
 
     def test_json_of_several_audits_is_a_list(self, policy, events_path):
@@ -395,3 +433,472 @@ class TestRendering:
             assert expected in text
         assert "social security numbers" in text
         assert "not legal advice" in text
+
+
+class TestRunFigures:
+    """Per run: the consent counts, the method and the policy, from the run's own facets (issue 6)."""
+
+    def test_a_run_carries_its_consent_counts_method_and_policy(self, policy, events_path):
+        _govern(policy, events_path)
+        (run,) = audit_model(read_events(events_path), "readmission-risk").runs
+        # make_report: 10 rows read, 7 admitted, 2 without a record and 1 opted out, judged at 2024-06-30
+        assert (run.rows_read, run.rows_admitted, run.rows_excluded) == (
+            10,
+            7,
+            {"no-record": 2, "opted-out": 1},
+        )
+        assert run.consent_as_of == "2024-06-30"
+        assert (run.policy_name, run.policy_version) == ("readmission-risk", 1)
+        assert run.deidentification_method == "expert-determination"
+
+    def test_counts_per_basis_and_risk_are_absent_until_an_event_carries_them(self, policy, events_path):
+        _govern(policy, events_path)
+        (run,) = audit_model(read_events(events_path), "readmission-risk").runs
+        assert (run.admitted_rows_by_basis, run.admitted_subjects_by_basis, run.risk) == (None, None, None)
+        assert "not recorded" in render_text(audit_model(read_events(events_path), "readmission-risk"))
+
+    @pytest.mark.parametrize(
+        ("where", "risk"),
+        [
+            # A risk object in the policy facet, or a risk facet of its own: either is read.
+            ("policy", {"k": 5, "classes": 120, "unique_share": 0.0, "missing": "null-is-a-value"}),
+            ("facet", {"k": 11, "l": 2}),
+        ],
+    )
+    def test_counts_per_basis_and_risk_are_read_when_present(self, policy, events_path, where, risk):
+        _govern(policy, events_path)
+        events = read_events(events_path)
+        complete = events[-1]
+        facets = complete["run"]["facets"]
+        facets["phiGuard_consent"]["admittedRowsByBasis"] = {"research-authorization": 5, "irb-waiver": 2}
+        facets["phiGuard_consent"]["admittedSubjectsByBasis"] = {"research-authorization": 3, "irb-waiver": 1}
+        nested = {
+            **risk,
+            "perClass": [1, 2],
+            "_producer": "x",
+        }  # neither a list nor a private key is a figure
+        if where == "policy":
+            facets["phiGuard_policy"]["risk"] = nested
+        else:
+            facets["phiGuard_risk"] = nested
+        (run,) = audit_model(events, "readmission-risk").runs
+        assert run.admitted_rows_by_basis == {"research-authorization": 5, "irb-waiver": 2}
+        assert run.admitted_subjects_by_basis == {"research-authorization": 3, "irb-waiver": 1}
+        assert run.risk == risk
+
+    def test_two_policy_versions_give_two_digests_in_order(self, policy, events_path):
+        version_two = parse_policy(POLICY_TEXT.replace("version: 1", "version: 2"))
+        _govern(policy, events_path, at=T0)
+        _govern(version_two, events_path, at=T0 + timedelta(hours=2))
+        audit = audit_model(read_events(events_path), "readmission-risk")
+        assert audit.policy_digests == [policy.digest, version_two.digest]
+
+
+class TestWindow:
+    """--since/--until: what reached any model through runs completed in [since, until)."""
+
+    @pytest.fixture
+    def two_runs(self, policy, events_path):
+        """Run 1 completes at T0+1min, run 2 (another model) at T0+2h+1min, a training run on run 1's set at
+        T0+5h."""
+        other = parse_policy(
+            POLICY_TEXT.replace("name: readmission-risk\n", "name: sepsis-alert\n").replace(
+                'model: {name: readmission-risk, version: "1"}', 'model: {name: sepsis-alert, version: "3"}'
+            )
+        )
+        first = _govern(policy, events_path, at=T0)
+        second = _govern(
+            other, events_path, governed="/data/governed/sepsis.parquet", at=T0 + timedelta(hours=2)
+        )
+        training = _airflow_task_event(at=T0 + timedelta(hours=5))
+        _append(events_path, training)
+        return first, second, training["run"]["runId"]
+
+    @pytest.mark.parametrize(
+        ("since", "until", "expected"),
+        [
+            # (hours after T0 or None, expected {model: run roles})
+            (None, None, {"readmission-risk": ["governance", "consumer"], "sepsis-alert": ["governance"]}),
+            (0, 1, {"readmission-risk": ["governance"]}),
+            (1, 3, {"sepsis-alert": ["governance"]}),
+            # the training run in the window: the model was trained on run 1's output then
+            (4, 6, {"readmission-risk": ["consumer"]}),
+            (6, None, {}),
+            # the bound is the COMPLETE time, T0+1min: a window ending at it excludes the run
+            (None, 1 / 60, {}),
+        ],
+    )
+    def test_models_and_runs_in_the_window(self, two_runs, events_path, since, until, expected):
+        at = lambda hours: None if hours is None else T0 + timedelta(hours=hours)  # noqa: E731
+        answer = audit_window(read_events(events_path), at(since), at(until))
+        assert {model.model.name: [run.role for run in model.runs] for model in answer.models} == expected
+
+    def test_a_training_run_in_the_window_brings_the_columns_of_what_it_read(self, two_runs, events_path):
+        first, _second, training = two_runs
+        answer = audit_window(read_events(events_path), T0 + timedelta(hours=4), None)
+        (model,) = answer.models
+        assert [(run.run_id, run.read_from) for run in model.runs] == [(training, first)]
+        # what POLICY_TEXT lets through, as TestReached has it
+        assert {c.column for c in model.reached} == {"BIRTHDATE", "GENDER", "PATIENT", "START", "ZIP"}
+        assert {c.column for c in model.stopped} == {"DRIVERS", "FIRST", "SSN"}
+
+    def test_an_event_without_a_readable_time_is_in_no_bounded_window(self, policy, events_path):
+        _govern(policy, events_path)
+        events = read_events(events_path)
+        for event in events:
+            event["eventTime"] = "soon"
+        assert audit_window(events, T0 - timedelta(days=1), None).models == []
+        assert len(audit_window(events, None, None).models) == 1
+
+    @pytest.mark.parametrize(
+        ("text", "end", "expected"),
+        [
+            # a date starts at its midnight in UTC; as the end of a window, the day is included
+            ("2026-12-01", False, datetime(2026, 12, 1, tzinfo=UTC)),
+            ("2026-12-31", True, datetime(2027, 1, 1, tzinfo=UTC)),
+            # a timestamp is that instant; without an offset, UTC
+            ("2026-12-01T10:30:00+02:00", True, datetime(2026, 12, 1, 8, 30, tzinfo=UTC)),
+            ("2026-12-01T10:30:00", False, datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
+        ],
+    )
+    def test_window_bounds(self, text, end, expected):
+        assert parse_instant(text, end=end) == expected
+
+    def test_json_names_the_window(self, two_runs, events_path):
+        document = json.loads(render_json(audit_window(read_events(events_path), T0, None)))
+        assert document["since"] == T0.isoformat() and document["until"] is None
+        assert [model["model"]["name"] for model in document["models"]] == [
+            "readmission-risk",
+            "sepsis-alert",
+        ]
+
+
+class TestColumn:
+    """--dataset/--column: every model a source column reached, in which treatment, through which runs."""
+
+    @pytest.fixture
+    def two_models(self, policy, events_path):
+        """readmission-risk keeps ZIP as zip3; sepsis-alert drops ZIP and keeps GENDER (from one source)."""
+        other = parse_policy(
+            POLICY_TEXT.replace("name: readmission-risk\n", "name: sepsis-alert\n").replace(
+                'model: {name: readmission-risk, version: "1"}', 'model: {name: sepsis-alert, version: "3"}'
+            )
+        )
+        zip_dropped = [
+            column
+            if column.source != "ZIP"
+            else ColumnDecision(
+                source="ZIP", output=None, identifier=column.identifier, treatment=Treatment.DROP
+            )
+            for column in COLUMNS
+        ]
+        first = _govern(policy, events_path)
+        second = _govern(
+            other,
+            events_path,
+            governed="/data/governed/sepsis.parquet",
+            columns=zip_dropped,
+            at=T0 + timedelta(hours=1),
+        )
+        training = _airflow_task_event(at=T0 + timedelta(hours=2))
+        _append(events_path, training)
+        return first, second, training["run"]["runId"]
+
+    def test_a_column_reached_one_model_and_was_stopped_before_the_other(self, two_models, events_path):
+        first, _second, training = two_models
+        answer = audit_column(read_events(events_path), SOURCE_URI, "ZIP")
+        assert (answer.dataset, answer.column, answer.identifier) == (SOURCE_URI, "ZIP", "B")
+        assert [(r.model.name, r.model.version, r.treatment, r.output_column) for r in answer.reached] == [
+            ("readmission-risk", "1", "zip3", "ZIP")
+        ]
+        # the governance run, then the training run that read its output
+        assert [(run.run_id, run.role) for run in answer.reached[0].runs] == [
+            (first, "governance"),
+            (training, "consumer"),
+        ]
+        assert [(model.name, model.version) for model in answer.stopped] == [("sepsis-alert", "3")]
+
+    def test_a_column_every_model_dropped_reached_none(self, two_models, events_path):
+        answer = audit_column(read_events(events_path), SOURCE_URI, "SSN")
+        assert answer.reached == []
+        assert [model.name for model in answer.stopped] == ["readmission-risk", "sepsis-alert"]
+        assert "It reached no model" in render_column_text(answer)
+
+    def test_a_column_kept_by_both_models_lists_both(self, two_models, events_path):
+        answer = audit_column(read_events(events_path), SOURCE_URI, "GENDER")
+        assert [(r.model.name, r.treatment) for r in answer.reached] == [
+            ("readmission-risk", "keep"),
+            ("sepsis-alert", "keep"),
+        ]
+        assert answer.stopped == []
+
+    @pytest.mark.parametrize("name", [SOURCE_URI, SOURCE, f"file/{SOURCE}", f"file://{SOURCE}"])
+    def test_the_dataset_may_be_named_as_uri_path_or_namespace_and_name(self, two_models, events_path, name):
+        assert audit_column(read_events(events_path), name, "ZIP").reached
+
+    def test_another_dataset_or_an_unknown_column_reaches_nothing(self, two_models, events_path):
+        events = read_events(events_path)
+        assert audit_column(events, "file:///data/other.parquet", "ZIP").reached == []
+        # names are exact: the column is ZIP, not zip
+        assert audit_column(events, SOURCE_URI, "zip").reached == []
+
+
+class TestEventLogSource:
+    def test_answer_reads_the_log_for_each_query(self, policy, events_path):
+        _govern(policy, events_path)
+        source = EventLogSource((events_path,))
+        assert isinstance(source, EventSource)
+        assert answer(source, ModelQuery("readmission-risk")) == audit_model(
+            read_events(events_path), "readmission-risk"
+        )
+        assert [a.model.name for a in answer(source, AllModelsQuery())] == ["readmission-risk"]
+        assert answer(source, ColumnQuery(SOURCE_URI, "ZIP")).reached
+        assert answer(source, WindowQuery(T0, None)).models
+
+    def test_the_same_event_in_two_logs_is_one_run(self, policy, tmp_path, events_path):
+        _govern(policy, events_path)
+        copy = tmp_path / "copy.jsonl"
+        copy.write_text(events_path.read_text(encoding="utf-8"), encoding="utf-8")
+        (run,) = answer(EventLogSource((events_path, copy)), ModelQuery("readmission-risk")).runs
+        assert run.rows_admitted == 7
+
+
+# The demo: real events written by `phi-guard apply --events` with the demo's policy on the demo's extract,
+# and a second model whose policy is the demo's with ZIP dropped. Expected answers are read from the
+# policy files, never from the audit.
+
+DEMO_AS_OF = "2026-12-01"
+LITE_MODEL = ("readmission-risk-lite", "2")
+#: When the demo's training run read the governed set (after both governance runs, which run now).
+TRAINING_TIME = "2030-01-01T00:00:00+00:00"
+
+
+@dataclass(frozen=True)
+class DemoLineage:
+    """The event log and what produced it."""
+
+    events: Path
+    extract: Path
+    governed: Path
+    lite_governed: Path
+    report: dict
+    training_run: str
+
+
+def _lite_policy_text() -> str:
+    """The demo policy for another model, with ZIP dropped instead of reduced to ZIP3."""
+    text = DEMO_POLICY.read_text(encoding="utf-8")
+    text = edited(text, "name: readmission-risk\n", f"name: {LITE_MODEL[0]}\n")
+    text = edited(
+        text,
+        'model: {name: readmission-risk, version: "1"}',
+        f'model: {{name: {LITE_MODEL[0]}, version: "{LITE_MODEL[1]}"}}',
+    )
+    (zip_line,) = [line for line in text.splitlines() if line.startswith("  ZIP:")]
+    return edited(text, zip_line, '  ZIP: {treatment: drop, justification: "Not needed by the lite model."}')
+
+
+def _load_dag_module(name: str):
+    specification = importlib.util.spec_from_file_location(name, REPO / "dags" / f"{name}.py")
+    module = importlib.util.module_from_spec(specification)
+    specification.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def demo_lineage(tmp_path_factory) -> DemoLineage:
+    """Two `phi-guard apply --events` runs on the demo extract (the demo policy, then the lite one), a
+    validation that only reads the first set, and a training run (as Airflow's provider writes it) that
+    reads it and writes the model."""
+    from airflow_phi_guard.cli import main
+
+    root = tmp_path_factory.mktemp("demo-lineage")
+    extract = _load_dag_module("demo_extract").write_encounter_extract(SYNTHEA, root / "extract.parquet")
+    registry = root / "consent.csv"
+    _load_dag_module("demo_consent").write_demo_consent_registry(SYNTHEA / "patients.csv", registry)
+    lite_policy = root / "readmission_risk_lite.yaml"
+    lite_policy.write_text(_lite_policy_text(), encoding="utf-8")
+    events = root / "events.jsonl"
+    governed, lite_governed = root / "governed" / "readmission_risk.parquet", root / "lite" / "lite.parquet"
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHI_GUARD_PSEUDONYM_KEY", "audit-test-key-not-a-secret-0123456789")
+        patch.delenv("PHI_GUARD_MANIFEST_KEY", raising=False)
+        patch.delenv("OPENLINEAGE_DISABLED", raising=False)
+        for policy_path, output, report in (
+            (DEMO_POLICY, governed, "report.json"),
+            (lite_policy, lite_governed, "lite.json"),
+        ):
+            arguments = [
+                "apply",
+                "--policy",
+                str(policy_path),
+                "--input",
+                str(extract),
+                "--output",
+                str(output),
+            ]
+            arguments += ["--consent", str(registry), "--as-of", DEMO_AS_OF, "--events", str(events)]
+            assert main([*arguments, "--report", str(root / report)]) == 0
+
+    governed_dataset = [{"namespace": "file", "name": str(governed.resolve()), "facets": {}}]
+    validation = _airflow_task_event(at=datetime.fromisoformat(TRAINING_TIME), inputs=governed_dataset)
+    validation["outputs"] = []
+    training = _airflow_task_event(at=datetime.fromisoformat(TRAINING_TIME), inputs=governed_dataset)
+    _append(events, validation, training)
+    return DemoLineage(
+        events=events,
+        extract=extract.resolve(),
+        governed=governed.resolve(),
+        lite_governed=lite_governed.resolve(),
+        report=json.loads((root / "report.json").read_text(encoding="utf-8")),
+        training_run=training["run"]["runId"],
+    )
+
+
+def demo_policy_columns(path: Path = DEMO_POLICY) -> tuple[set[tuple[str, str, str]], set[str]]:
+    """What a policy file says reaches its model: (column, treatment, output column), and what it drops."""
+    columns = yaml.safe_load(path.read_text(encoding="utf-8"))["columns"]
+    kept = {
+        (name, entry["treatment"], entry.get("as", name))
+        for name, entry in columns.items()
+        if entry["treatment"] != "drop"
+    }
+    return kept, {name for name, entry in columns.items() if entry["treatment"] == "drop"}
+
+
+class TestDemo:
+    def test_the_model_audit_answers_the_demo_policy(self, demo_lineage):
+        audit = audit_model(read_events(demo_lineage.events), "readmission-risk", "1")
+        kept, dropped = demo_policy_columns()
+        assert {(c.column, c.treatment, c.output_column) for c in audit.reached} == kept
+        assert {c.column for c in audit.stopped} == dropped
+        assert {c.dataset for c in [*audit.reached, *audit.stopped]} == {f"file://{demo_lineage.extract}"}
+        # identifier letters of REGULATORY.md's table: dates C, geography B, SSN G, names A
+        letters = {c.column: c.identifier for c in [*audit.reached, *audit.stopped]}
+        assert (letters["BIRTHDATE"], letters["ZIP"], letters["SSN"], letters["FIRST"]) == (
+            "C",
+            "B",
+            "G",
+            "A",
+        )
+
+    def test_the_model_audit_gives_each_run_its_consent_counts_method_and_digest(self, demo_lineage):
+        audit = audit_model(read_events(demo_lineage.events), "readmission-risk", "1")
+        policy = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))
+        report = demo_lineage.report
+        governance, training = audit.runs
+        assert (governance.role, training.role) == ("governance", "consumer")
+        assert training.run_id == demo_lineage.training_run and training.read_from == governance.run_id
+        assert training.event_time == TRAINING_TIME
+        for run in (governance, training):
+            assert run.consent_bases == policy["consent"]["bases"]
+            assert run.deidentification_method == policy["deidentification"]["method"]
+            assert run.policy_digest == report["policy"]["digest"]
+            assert run.consent_as_of == DEMO_AS_OF
+            # the README's demo: 7,584 encounters read, each admitted or excluded under one reason
+            assert run.rows_read == 7584
+            assert run.rows_admitted + sum(run.rows_excluded.values()) == 7584
+            assert (run.rows_admitted, run.rows_excluded) == (
+                report["rows"]["admitted"],
+                report["rows"]["excluded"],
+            )
+        assert audit.policy_digests == [report["policy"]["digest"]]
+
+    @pytest.mark.parametrize(
+        ("column", "reached", "stopped"),
+        [
+            # From the two policy files: the demo keeps ZIP as ZIP3 (zip3), the lite policy drops it;
+            # both turn BIRTHDATE into AGE and pseudonymize PATIENT; both drop SSN and FIRST.
+            ("ZIP", {("readmission-risk", "1", "zip3", "ZIP3")}, {LITE_MODEL}),
+            (
+                "BIRTHDATE",
+                {("readmission-risk", "1", "age", "AGE"), (*LITE_MODEL, "age", "AGE")},
+                set(),
+            ),
+            (
+                "PATIENT",
+                {
+                    ("readmission-risk", "1", "pseudonymize", "PATIENT_KEY"),
+                    (*LITE_MODEL, "pseudonymize", "PATIENT_KEY"),
+                },
+                set(),
+            ),
+            ("SSN", set(), {("readmission-risk", "1"), LITE_MODEL}),
+            ("FIRST", set(), {("readmission-risk", "1"), LITE_MODEL}),
+        ],
+    )
+    def test_the_column_audit_answers_the_demo_policies(self, demo_lineage, column, reached, stopped):
+        answer = audit_column(read_events(demo_lineage.events), f"file://{demo_lineage.extract}", column)
+        assert {
+            (r.model.name, r.model.version, r.treatment, r.output_column) for r in answer.reached
+        } == reached
+        assert {(model.name, model.version) for model in answer.stopped} == stopped
+        for reach in answer.reached:
+            # the training run read only the demo model's set
+            consumers = [run.run_id for run in reach.runs if run.role == "consumer"]
+            assert consumers == (
+                [demo_lineage.training_run] if reach.model.name == "readmission-risk" else []
+            )
+
+    def test_the_window_audit_answers_the_demo(self, demo_lineage):
+        events = read_events(demo_lineage.events)
+        kept, _dropped = demo_policy_columns()
+        before_training = audit_window(events, None, datetime.fromisoformat(TRAINING_TIME))
+        assert {(m.model.name, m.model.version) for m in before_training.models} == {
+            ("readmission-risk", "1"),
+            LITE_MODEL,
+        }
+        # only the training run is in a window around it; what it trained on is the demo policy's columns
+        (training,) = audit_window(events, datetime.fromisoformat(TRAINING_TIME), None).models
+        assert [run.role for run in training.runs] == ["consumer"]
+        assert {(c.column, c.treatment, c.output_column) for c in training.reached} == kept
+
+    def test_the_command_answers_all_three_queries(self, demo_lineage, capsys):
+        from airflow_phi_guard.cli import main
+
+        def audit(*options: str) -> str:
+            capsys.readouterr()
+            assert main(["audit", "--events", str(demo_lineage.events), *options]) == 0
+            return capsys.readouterr().out
+
+        kept, _dropped = demo_policy_columns()
+        model = json.loads(audit("--model", "readmission-risk:1", "--format", "json"))
+        assert {(c["column"], c["treatment"], c["output_column"]) for c in model["reached"]} == kept
+        column = json.loads(
+            audit("--dataset", str(demo_lineage.extract), "--column", "ZIP", "--format", "json")
+        )
+        assert [(r["model"]["name"], r["treatment"]) for r in column["reached"]] == [
+            ("readmission-risk", "zip3")
+        ]
+        window = json.loads(audit("--since", TRAINING_TIME, "--format", "json"))
+        assert [m["model"]["name"] for m in window["models"]] == ["readmission-risk"]
+        # a window with --model keeps that model only; --until a date includes that day
+        both = json.loads(audit("--until", "2029-12-31", "--model", LITE_MODEL[0], "--format", "json"))
+        assert [m["model"]["name"] for m in both["models"]] == [LITE_MODEL[0]]
+        text = audit("--dataset", f"file://{demo_lineage.extract}", "--column", "ZIP")
+        assert "readmission-risk" in text and "zip3" in text and "Stopped before" in text
+        assert "Window from" in audit("--since", "2029-01-01")
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            ["--dataset", "x.parquet"],
+            ["--column", "ZIP"],
+            ["--dataset", "x.parquet", "--column", "ZIP", "--model", "readmission-risk"],
+            ["--dataset", "x.parquet", "--column", "ZIP", "--since", "2026-01-01"],
+        ],
+    )
+    def test_the_command_refuses_mismatched_options(self, demo_lineage, options, capsys):
+        from airflow_phi_guard.cli import main
+
+        assert main(["audit", "--events", str(demo_lineage.events), *options]) == 2
+
+    @pytest.mark.parametrize(
+        "options", [["--since", "last tuesday"], [], ["--events", "a", "--archive", "b"]]
+    )
+    def test_the_command_refuses_a_bad_window_or_source(self, options, tmp_path):
+        from airflow_phi_guard.cli import main
+
+        base = [] if "--events" in options or not options else ["--events", str(tmp_path / "e.jsonl")]
+        assert main(["audit", *base, *options]) == 2

@@ -20,19 +20,30 @@ FACET_DOCUMENTS = {
     "phiGuard_inventory": "PhiGuardInventoryDatasetFacet",
 }
 
+#: The current SchemaVer of each facet's schema: 1-1-0 of the consent facet added the optional subject
+#: manifest (an addition, so MODEL-REVISION-ADDITION's last number); the others are still 1-0-0.
+FACET_VERSIONS = {
+    "phiGuard_policy": "1-0-0",
+    "phiGuard_consent": "1-1-0",
+    "phiGuard_columns": "1-0-0",
+    "phiGuard_inventory": "1-0-0",
+}
+
 #: The fields every facet inherits from the core's BaseFacet (and DatasetFacet), declared again in our
 #: own branch only so that the branch can refuse anything undeclared.
 BASE_FIELDS = {"_producer", "_schemaURL", "_deleted"}
 
 
-def _definition(key: str) -> dict:
-    name = FACET_DOCUMENTS[key]
-    document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/{name}.json"]
-    return document["$defs"][name]
+def _document(key: str, version: str | None = None) -> dict:
+    return facet_schemas()[f"{SCHEMA_BASE_URL}{version or FACET_VERSIONS[key]}/{FACET_DOCUMENTS[key]}.json"]
 
 
-def _own_branch(key: str) -> dict:
-    return _definition(key)["allOf"][1]
+def _definition(key: str, version: str | None = None) -> dict:
+    return _document(key, version)["$defs"][FACET_DOCUMENTS[key]]
+
+
+def _own_branch(key: str, version: str | None = None) -> dict:
+    return _definition(key, version)["allOf"][1]
 
 
 def test_every_local_schema_is_valid_json_schema_2020_12():
@@ -41,9 +52,21 @@ def test_every_local_schema_is_valid_json_schema_2020_12():
 
 
 def test_the_package_ships_exactly_the_facet_schemas_of_its_facets():
-    assert sorted(facet_schemas()) == sorted(
-        f"{SCHEMA_BASE_URL}1-0-0/{name}.json" for name in FACET_DOCUMENTS.values()
-    )
+    """Every released version stays shipped (released schemas are immutable), plus each current one."""
+    released = {f"{SCHEMA_BASE_URL}1-0-0/{name}.json" for name in FACET_DOCUMENTS.values()}
+    current = {f"{SCHEMA_BASE_URL}{FACET_VERSIONS[key]}/{name}.json" for key, name in FACET_DOCUMENTS.items()}
+    assert sorted(facet_schemas()) == sorted(released | current)
+
+
+def test_consent_1_1_0_is_1_0_0_plus_the_optional_manifest():
+    """An addition: every 1-0-0 event still validates against 1-1-0, and 1-0-0 itself did not change."""
+    old, new = _own_branch("phiGuard_consent", "1-0-0"), _own_branch("phiGuard_consent", "1-1-0")
+    assert "manifest" not in old["properties"]
+    assert set(new["properties"]) == set(old["properties"]) | {"manifest"}
+    assert new["required"] == old["required"]
+    manifest = _document("phiGuard_consent", "1-1-0")["$defs"]["PhiGuardSubjectManifest"]
+    assert set(manifest["required"]) == {"location", "digest", "keyFingerprint", "subjects"}
+    assert manifest["additionalProperties"] is False
 
 
 @pytest.mark.parametrize(
@@ -64,7 +87,7 @@ def test_facet_schema_is_an_allof_over_the_core_base(key, base):
 def test_facet_schema_url_is_the_shipped_id_with_a_pointer_to_its_definition(key):
     name = FACET_DOCUMENTS[key]
     url = FACET_CLASSES[key]._get_schema()
-    assert url == f"{SCHEMA_BASE_URL}1-0-0/{name}.json#/$defs/{name}"
+    assert url == f"{SCHEMA_BASE_URL}{FACET_VERSIONS[key]}/{name}.json#/$defs/{name}"
     # SchemaVer: MODEL-REVISION-ADDITION.
     assert re.search(r"/\d+-\d+-\d+/", url)
 
@@ -73,8 +96,7 @@ def test_facet_schema_url_is_the_shipped_id_with_a_pointer_to_its_definition(key
 def test_facet_schema_names_the_facet_key(key):
     """As in the official facet schemas, the document's top-level property is the facet's key in an event."""
     name = FACET_DOCUMENTS[key]
-    document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/{name}.json"]
-    assert document["properties"] == {key: {"$ref": f"#/$defs/{name}"}}
+    assert _document(key)["properties"] == {key: {"$ref": f"#/$defs/{name}"}}
 
 
 @pytest.mark.parametrize("key", sorted(FACET_DOCUMENTS))
@@ -105,9 +127,7 @@ def _undescribed(schema: object, where: str = "") -> list[str]:
 
 @pytest.mark.parametrize("key", sorted(FACET_DOCUMENTS))
 def test_every_field_has_a_description(key):
-    name = FACET_DOCUMENTS[key]
-    document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/{name}.json"]
-    assert _undescribed(document["$defs"]) == []
+    assert _undescribed(_document(key)["$defs"]) == []
 
 
 @pytest.mark.parametrize("key", sorted(FACET_DOCUMENTS))

@@ -225,7 +225,14 @@ class TestTheFile:
 
     @pytest.mark.parametrize(
         ("option", "value"),
-        [("name", "yes"), ("name", "2026 model"), ("purpose", "quality: improvement"), ("recipient", "true")],
+        [
+            ("name", "yes"),
+            ("name", "2026 model"),
+            # a PurposeOfUse code with its system URL holds colons, which the YAML must keep as text
+            ("purpose", "http://terminology.hl7.org/CodeSystem/v3-ActReason|MLTRAINING"),
+            ("recipient", "true"),
+            ("recipient", "vendor: labelling"),
+        ],
     )
     def test_awkward_names_purposes_and_recipients_read_back_as_written(self, option, value):
         schema = pa.schema([("PATIENT", pa.string())])

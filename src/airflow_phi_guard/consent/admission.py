@@ -1,29 +1,52 @@
 """The admission rules: which rows of a dataset a consent registry admits for a purpose at an as-of date.
 
-A row is admitted when its subject has a record whose basis the policy accepts, whose purposes include
-the policy's purpose, with ``granted_at <= as_of``, ``as_of < expires_at`` (or no expiry) and
-``as_of < revoked_at`` (or no revocation), and the subject has no opt-out in force. An opt-out is in
-force when it was granted at or before the as-of date and not revoked by then (``as_of < revoked_at``);
-it beats every grant. An opt-out's purposes and expiry are not consulted: an objection covers every use
-and does not lapse by itself, so only a revocation ends it (fail closed).
+A row is admitted when its subject has a record whose basis the policy accepts, whose purposes cover the
+policy's purpose (:mod:`airflow_phi_guard.consent.purposes`), with ``granted_at <= as_of``,
+``as_of < expires_at`` (or no expiry) and ``as_of < revoked_at`` (or no revocation), and the subject has
+no opt-out in force. An opt-out is in force when it was granted at or before the as-of date and not
+revoked by then (``as_of < revoked_at``); it beats every grant. An opt-out's purposes and expiry are not
+consulted: an objection covers every use and does not lapse by itself, so only a revocation ends it
+(fail closed). With several records per subject, any valid grant admits, any opt-out in force excludes,
+and a revocation ends only the record it is written on, so a newer grant after it admits again. Dates
+compare by the registry's rule, the calendar date as recorded
+(:data:`~airflow_phi_guard.consent.registry.DATE_RULE`).
 
-Every excluded row is counted under one :class:`ExclusionReason`. The decision is taken once per subject,
-when :class:`ConsentAdmission` is built; a batch is then admitted with vectorised ``pyarrow.compute``
-calls, so the cost per row is a hash lookup.
+:func:`decide` states the rule for one subject's :class:`ConsentRecord` objects, to be read and tested;
+:class:`ConsentAdmission` applies the same rule to a whole registry at once with ``pyarrow.compute``
+(a check code per record, then ``max``/``any``/``min`` per subject with ``group_by``), and admits the
+rows of each batch with a hash lookup of the batch's normalised subject ids. Subject ids on both sides
+are normalised the same way (:func:`normalize_subject_ids`, the policy's ``consent.subject_ids``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_phi_guard.arrow_types import holds_ids
-from airflow_phi_guard.consent.registry import ConsentRecord, ConsentRegistry
-from airflow_phi_guard.policy.models import NON_ADMITTING_BASES, ConsentBasis
+from airflow_phi_guard.consent.purposes import codes_mask, covering_codes, purpose_code
+from airflow_phi_guard.consent.registry import (
+    ConsentRecord,
+    ConsentRegistry,
+    SubjectGrouping,
+    contradictory_subjects,
+    group_subjects,
+    hash_text,
+)
+from airflow_phi_guard.exceptions import ConsentRegistryError
+from airflow_phi_guard.policy.models import (
+    NON_ADMITTING_BASES,
+    ConsentBasis,
+    DigitIds,
+    SubjectIdNormalization,
+    UuidCase,
+)
 
 
 class ExclusionReason(StrEnum):
@@ -49,10 +72,19 @@ CHECK_ORDER = (
     ExclusionReason.REVOKED,
 )
 
-# Decisions travel through Arrow as small integers: 0 admits, n > 0 is the n-th reason.
+#: The default normalisation of subject ids: trimmed, UUIDs case-folded, digits compared as written.
+DEFAULT_NORMALIZATION = SubjectIdNormalization()
+
+# Decisions travel as small integers: 0 admits, n > 0 is the n-th reason.
 _REASONS = tuple(ExclusionReason)
 _ADMITTED = 0
 _CODE = {reason: position + 1 for position, reason in enumerate(_REASONS)}
+# A record's stage is how many checks of CHECK_ORDER it passed; a grant that passed all admits.
+_ALL_PASSED = len(CHECK_ORDER)
+_STAGE_REASON = np.array([_CODE[reason] for reason in CHECK_ORDER] + [_ADMITTED], dtype=np.int8)
+_NO_RANK = np.int8(127)
+_BASES = tuple(ConsentBasis)
+_UUID = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 
 
 def opt_out_in_force(record: ConsentRecord, as_of: date) -> bool:
@@ -67,7 +99,11 @@ def opt_out_in_force(record: ConsentRecord, as_of: date) -> bool:
 
 
 def record_exclusion(
-    record: ConsentRecord, bases: Collection[ConsentBasis], purpose: str, as_of: date
+    record: ConsentRecord,
+    bases: Collection[ConsentBasis],
+    purpose: str,
+    as_of: date,
+    covering: Collection[str] | None = None,
 ) -> ExclusionReason | None:
     """The first check of :data:`CHECK_ORDER` that a single grant fails, or None when it admits.
 
@@ -78,10 +114,12 @@ def record_exclusion(
     :param bases: the bases the policy accepts.
     :param purpose: the policy's purpose.
     :param as_of: the date of the decision.
+    :param covering: the PurposeOfUse codes that cover the purpose; by default the vocabulary's.
     """
+    covering = covering_codes(purpose) if covering is None else covering
     if record.basis in NON_ADMITTING_BASES or record.basis not in bases:
         return ExclusionReason.BASIS_NOT_ACCEPTED
-    if purpose.strip() not in record.purposes:
+    if not any(purpose_code(item) in covering for item in record.purposes):
         return ExclusionReason.PURPOSE_NOT_COVERED
     if as_of < record.granted_at:
         return ExclusionReason.NOT_YET_VALID
@@ -93,7 +131,11 @@ def record_exclusion(
 
 
 def decide(
-    records: Iterable[ConsentRecord], bases: Collection[ConsentBasis], purpose: str, as_of: date
+    records: Iterable[ConsentRecord],
+    bases: Collection[ConsentBasis],
+    purpose: str,
+    as_of: date,
+    covering: Collection[str] | None = None,
 ) -> ExclusionReason | None:
     """Decide one subject from all of its records: None admits, otherwise the one reason it is excluded.
 
@@ -110,8 +152,10 @@ def decide(
     :param bases: the bases the policy accepts.
     :param purpose: the policy's purpose.
     :param as_of: the date of the decision.
+    :param covering: the PurposeOfUse codes that cover the purpose; by default the vocabulary's.
     """
     records = tuple(records)
+    covering = covering_codes(purpose) if covering is None else covering
     if not records:
         return ExclusionReason.NO_RECORD
     if any(opt_out_in_force(record, as_of) for record in records):
@@ -119,7 +163,7 @@ def decide(
 
     furthest: ExclusionReason | None = None
     for record in records:
-        reason = record_exclusion(record, bases, purpose, as_of)
+        reason = record_exclusion(record, bases, purpose, as_of, covering)
         if reason is None:
             return None
         if furthest is None or CHECK_ORDER.index(reason) > CHECK_ORDER.index(furthest):
@@ -127,39 +171,118 @@ def decide(
     return furthest
 
 
+def normalize_subject_ids(
+    subjects: pa.Array | pa.ChunkedArray, rule: SubjectIdNormalization = DEFAULT_NORMALIZATION
+) -> pa.Array:
+    """Subject ids in the form in which the dataset and the registry are compared.
+
+    Always trimmed of whitespace, integers as their decimal text; then, by the rule, ids in the 8-4-4-4-12
+    hex form of a UUID in lower case (``uuid_case: fold``), and ids of digits only without leading zeros
+    (``digits: integer``, so ``00042`` is ``42``; ``0`` stays ``0``). Null stays null.
+
+    :param subjects: text or integer ids.
+    :param rule: the policy's normalisation.
+    :raises TypeError: the ids are neither text nor integers.
+    """
+    text = pc.utf8_trim_whitespace(_subject_text(subjects))
+    if rule.uuid_case is UuidCase.FOLD:
+        is_uuid = pc.fill_null(pc.match_substring_regex(text, _UUID), False)
+        if pc.any(is_uuid).as_py():
+            text = pc.if_else(is_uuid, pc.utf8_lower(text), text)
+    if rule.digits is DigitIds.INTEGER:
+        text = pc.replace_substring_regex(text, pattern=r"^0+(\d+)$", replacement=r"\1")
+    return text
+
+
+@dataclass(frozen=True)
+class AdmissionCounts:
+    """What an admission decided over the batches it was given so far: counts only, never ids.
+
+    :param rows_admitted: rows admitted.
+    :param rows_excluded: excluded rows per reason, in the order of :class:`ExclusionReason`, listing
+        only reasons that occurred.
+    :param rows_matched: rows whose subject has a record in the registry, admitted or not.
+    :param admitted_rows_by_basis: admitted rows per basis of the grant that admitted them; when several
+        grants of a subject admit, the basis listed first among the policy's bases counts.
+    :param admitted_subjects_by_basis: distinct registry subjects seen in the dataset and admitted, by
+        the same basis.
+    :param subjects_seen: distinct registry subjects that occurred in the dataset.
+    :param registry_subjects: distinct subjects of the registry, after normalisation.
+    """
+
+    rows_admitted: int
+    rows_excluded: dict[ExclusionReason, int]
+    rows_matched: int
+    admitted_rows_by_basis: dict[ConsentBasis, int]
+    admitted_subjects_by_basis: dict[ConsentBasis, int]
+    subjects_seen: int
+    registry_subjects: int
+
+    @property
+    def subjects_admitted(self) -> int:
+        """Distinct registry subjects seen in the dataset and admitted."""
+        return sum(self.admitted_subjects_by_basis.values())
+
+
 class ConsentAdmission:
     """The decisions of one registry for one policy's bases and purpose at one as-of date.
 
+    Built once per run; :meth:`admit` is then called per batch and accumulates the counts of
+    :meth:`counts` and the seen subjects of :meth:`admitted_subjects` (one flag per registry subject,
+    not a set of ids, so memory does not grow with the dataset).
+
     :param registry: the consent records.
-    :param bases: the bases the policy accepts; ``treatment-consent`` and ``opt-out`` are refused.
-    :param purpose: the policy's purpose, matched exactly against each record's purposes.
+    :param bases: the bases the policy accepts, in the policy's order (which names the basis of a subject
+        admitted by several); ``treatment-consent`` and ``opt-out`` are refused.
+    :param purpose: the policy's purpose, a product name or a PurposeOfUse code.
     :param as_of: the date of the decision; a ``datetime`` counts on its calendar date as recorded.
-    :raises ValueError: no basis, a basis that cannot admit, or an empty purpose.
+    :param purposes_covering: purposes the policy explicitly accepts as covering its own, beyond the
+        vocabulary's default (``consent.purposes_covering``).
+    :param subject_ids: the normalisation of subject ids (``consent.subject_ids``), on both sides.
+    :raises ValueError: no basis, a basis that cannot admit, an empty purpose or one outside the
+        vocabulary.
+    :raises ConsentRegistryError: the normalisation makes records of the registry contradict each other.
     """
 
     def __init__(
-        self, registry: ConsentRegistry, bases: Iterable[ConsentBasis], purpose: str, as_of: date
+        self,
+        registry: ConsentRegistry,
+        bases: Iterable[ConsentBasis],
+        purpose: str,
+        as_of: date,
+        *,
+        purposes_covering: Iterable[str] = (),
+        subject_ids: SubjectIdNormalization = DEFAULT_NORMALIZATION,
     ) -> None:
         self.registry = registry
-        self.bases = frozenset(ConsentBasis(basis) for basis in bases)
+        self.bases_in_order = tuple(dict.fromkeys(ConsentBasis(basis) for basis in bases))
+        self.bases = frozenset(self.bases_in_order)
         self.purpose = purpose.strip()
         self.as_of = as_of.date() if isinstance(as_of, datetime) else as_of
+        self.normalization = subject_ids
         self._check_arguments()
+        self.covering = covering_codes(self.purpose, purposes_covering)
 
-        # Subjects are grouped by the same Arrow trim that admit() applies to the dataset, so that a
-        # registry id and a dataset id match exactly when they are equal after that trim.
-        trimmed = pc.utf8_trim_whitespace(pa.array(registry.subject_ids, pa.string())).to_pylist()
-        grouped: dict[str, list[ConsentRecord]] = {}
-        for subject_id, key in zip(registry.subject_ids, trimmed, strict=True):
-            grouped.setdefault(key, []).extend(registry.records_for(subject_id))
-        self._decisions = {
-            key: decide(records, self.bases, self.purpose, self.as_of) for key, records in grouped.items()
-        }
+        grouping, stage, opted, rank = self._record_checks()
+        # Per subject: the furthest stage of its records, any opt-out in force, the best basis rank.
+        order, starts = grouping.order, grouping.starts
+        if len(order):
+            best = np.maximum.reduceat(stage[order], starts)
+            any_opted = np.logical_or.reduceat(opted[order], starts)
+            best_rank = np.minimum.reduceat(rank[order], starts)
+        else:
+            best = any_opted = best_rank = np.zeros(0, dtype=np.int8)
+        self._subject_ids = grouping.subjects
+        self._codes = np.where(
+            any_opted, np.int8(_CODE[ExclusionReason.OPTED_OUT]), _STAGE_REASON[best]
+        ).astype(np.int8)
+        self._ranks = np.where(self._codes == _ADMITTED, best_rank, _NO_RANK).astype(np.int8)
+        self._index = _SubjectIndex(grouping.subjects, grouping.hashes)
 
-        self._subject_ids = pa.array(list(self._decisions), pa.string())
-        self._codes = pa.array(
-            [_ADMITTED if reason is None else _CODE[reason] for reason in self._decisions.values()], pa.int8()
-        )
+        self._seen = np.zeros(len(self._subject_ids), dtype=bool)
+        self._rows_by_code = np.zeros(len(_REASONS) + 1, dtype=np.int64)
+        self._rows_by_rank = np.zeros(len(self.bases_in_order), dtype=np.int64)
+        self._rows_matched = 0
 
     def _check_arguments(self) -> None:
         if not self.bases:
@@ -170,36 +293,164 @@ class ConsentAdmission:
         if not self.purpose:
             raise ValueError("the purpose is empty")
 
-    def decision_for(self, subject_id: str) -> ExclusionReason | None:
-        """The decision for one subject: None admits; unknown or blank ids get their reason.
+    def _record_checks(self) -> tuple[SubjectGrouping, np.ndarray, np.ndarray, np.ndarray]:
+        """The records grouped by normalised subject, and per record its stage, opt-out in force and rank."""
+        table = self.registry.table
+        trimmed = table.column("subject_id").combine_chunks()
+        subjects = normalize_subject_ids(trimmed, self.normalization)
+        if len(trimmed) and not pc.all(pc.equal(subjects, trimmed)).as_py():
+            # Ids that were distinct as written may now be one subject, whose records can contradict.
+            grouping = group_subjects(subjects)
+            contradictions = contradictory_subjects(table, grouping)
+            if contradictions:
+                raise ConsentRegistryError(
+                    [
+                        f"consent registry {self.registry.source} is malformed: {contradictions} subject(s) "
+                        f"have contradictory records once ids are normalised ({self.normalization.rule}); "
+                        "fix those records or declare another consent.subject_ids"
+                    ]
+                )
+        else:
+            grouping = self.registry.grouping
 
-        :param subject_id: the subject, compared after trimming whitespace.
+        as_of = pa.scalar(self.as_of, pa.date32())
+        basis = table.column("basis")
+        granted, expires, revoked = (
+            table.column(name) for name in ("granted_at", "expires_at", "revoked_at")
+        )
+        accepted = pa.array(
+            [_BASES.index(basis) for basis in self.bases if basis not in NON_ADMITTING_BASES], pa.int8()
+        )
+        started = pc.less_equal(granted, as_of)
+        not_revoked = pc.fill_null(pc.less(as_of, revoked), True)
+        passes = [
+            pc.is_in(basis, value_set=accepted),
+            pc.not_equal(pc.bit_wise_and(table.column("purpose_mask"), codes_mask(self.covering)), 0),
+            started,
+            pc.fill_null(pc.less(as_of, expires), True),
+            not_revoked,
+        ]
+        # The stage is the length of the run of passed checks from the first one.
+        stage = np.zeros(len(basis), dtype=np.int8)
+        passed_so_far = np.ones(len(basis), dtype=bool)
+        for check in passes:
+            passed_so_far &= _numpy(check)
+            stage += passed_so_far
+        opt_out = _numpy(pc.equal(basis, _BASES.index(ConsentBasis.OPT_OUT)))
+        opted = opt_out & _numpy(started) & _numpy(not_revoked)
+
+        rank_of_basis = np.full(len(_BASES), _NO_RANK, dtype=np.int8)
+        for position, accepted_basis in enumerate(self.bases_in_order):
+            rank_of_basis[_BASES.index(accepted_basis)] = position
+        rank = np.where(stage == _ALL_PASSED, rank_of_basis[_numpy(basis).astype(np.int64)], _NO_RANK)
+        return grouping, stage, opted, rank.astype(np.int8)
+
+    def _codes_for(self, subjects: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """The decision code of every row, and the registry position of its subject (-1 when none)."""
+        normalized = normalize_subject_ids(subjects, self.normalization)
+        blank = pc.fill_null(pc.equal(pc.utf8_length(normalized), 0), True).to_numpy(zero_copy_only=False)
+        positions = self._index.positions(normalized)
+        positions[blank] = -1
+        found = positions >= 0
+        codes = np.full(len(positions), _CODE[ExclusionReason.NO_RECORD], dtype=np.int8)
+        codes[found] = self._codes[positions[found]]
+        codes[blank] = _CODE[ExclusionReason.NO_SUBJECT_ID]
+        return codes, positions
+
+    def decision_for(self, subject_id: str) -> ExclusionReason | None:
+        """The decision for one subject, without counting it: None admits; unknown or blank ids get theirs.
+
+        :param subject_id: the subject, normalised like any dataset id.
         """
-        mask, counts = self.admit(pa.array([subject_id], pa.string()))
-        return None if mask[0].as_py() else next(iter(counts))
+        codes, _ = self._codes_for(pa.array([subject_id], pa.string()))
+        code = int(codes[0])
+        return None if code == _ADMITTED else _REASONS[code - 1]
 
     def admit(
         self, subjects: pa.Array | pa.ChunkedArray
     ) -> tuple[pa.BooleanArray, dict[ExclusionReason, int]]:
-        """Admit the rows of a batch by their subject column.
+        """Admit the rows of a batch by their subject column, and add them to the counts.
 
         :param subjects: the subject column, text or integers (integers compare as their decimal text).
         :returns: a mask, true where a row is admitted (never null), and the number of excluded rows
             per reason, in the order of :class:`ExclusionReason`, listing only reasons that occurred.
         :raises TypeError: the column is neither text nor integers.
         """
-        text = _subject_text(subjects)
+        codes, positions = self._codes_for(subjects)
+        found = positions >= 0
+        admitted = codes == _ADMITTED
 
-        trimmed = pc.utf8_trim_whitespace(text)
-        blank = pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), True)
-        positions = pc.index_in(trimmed, value_set=self._subject_ids)
-        codes = pc.fill_null(pc.take(self._codes, positions), _CODE[ExclusionReason.NO_RECORD])
-        codes = pc.if_else(blank, pa.scalar(_CODE[ExclusionReason.NO_SUBJECT_ID], pa.int8()), codes)
+        self._seen[positions[found]] = True
+        self._rows_matched += int(np.count_nonzero(found))
+        by_code = np.bincount(codes, minlength=len(_REASONS) + 1)
+        self._rows_by_code += by_code
+        self._rows_by_rank += np.bincount(
+            self._ranks[positions[admitted]], minlength=len(self.bases_in_order)
+        )[: len(self.bases_in_order)]
 
-        mask = pc.equal(codes, pa.scalar(_ADMITTED, pa.int8()))
-        found = {entry["values"]: entry["counts"] for entry in pc.value_counts(codes).to_pylist()}
-        counts = {reason: found[_CODE[reason]] for reason in _REASONS if _CODE[reason] in found}
-        return mask, counts
+        counts = {reason: int(by_code[_CODE[reason]]) for reason in _REASONS if by_code[_CODE[reason]]}
+        return pa.array(admitted, pa.bool_()), counts
+
+    def counts(self) -> AdmissionCounts:
+        """The counts accumulated by :meth:`admit` so far."""
+        admitted = self._seen & (self._codes == _ADMITTED)
+        subjects_by_rank = np.bincount(self._ranks[admitted], minlength=len(self.bases_in_order))
+        return AdmissionCounts(
+            rows_admitted=int(self._rows_by_code[_ADMITTED]),
+            rows_excluded={
+                reason: int(self._rows_by_code[_CODE[reason]])
+                for reason in _REASONS
+                if self._rows_by_code[_CODE[reason]]
+            },
+            rows_matched=self._rows_matched,
+            admitted_rows_by_basis={
+                basis: int(self._rows_by_rank[rank]) for rank, basis in enumerate(self.bases_in_order)
+            },
+            admitted_subjects_by_basis={
+                basis: int(subjects_by_rank[rank]) for rank, basis in enumerate(self.bases_in_order)
+            },
+            subjects_seen=int(np.count_nonzero(self._seen)),
+            registry_subjects=len(self._subject_ids),
+        )
+
+    def admitted_subjects(self) -> pa.Array:
+        """The normalised ids of registry subjects that :meth:`admit` saw and admitted; PHI, keep it in."""
+        admitted = self._seen & (self._codes == _ADMITTED)
+        return self._subject_ids.filter(pa.array(admitted, pa.bool_()))
+
+
+class _SubjectIndex:
+    """Positions of ids among the distinct registry subjects, by 64-bit hash and binary search.
+
+    ``pc.index_in`` would rebuild its hash table of every registry subject for each batch; the sorted
+    hashes of :class:`~airflow_phi_guard.consent.registry.SubjectGrouping` are built once, and each lookup
+    costs a hash and a ``searchsorted`` per row, then an exact comparison with the candidate's text, so a
+    hash collision can never match the wrong subject. When two registry subjects share a hash, the
+    grouping has no hashes and lookups fall back to ``index_in``.
+    """
+
+    def __init__(self, subjects: pa.Array, hashes: np.ndarray | None) -> None:
+        self._subjects = subjects
+        self._hashes = hashes
+
+    def positions(self, values: pa.Array) -> np.ndarray:
+        """The position of every value among the subjects, -1 where it is absent or null."""
+        if self._hashes is None:
+            found = pc.index_in(values, value_set=self._subjects)
+            return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if not len(self._hashes) or not len(values):
+            return np.full(len(values), -1, dtype=np.int64)
+        slots = np.minimum(np.searchsorted(self._hashes, hash_text(values)), len(self._hashes) - 1)
+        same = pc.equal(pc.take(self._subjects, pa.array(slots)), values)
+        same = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        return np.where(same, slots, -1).astype(np.int64)
+
+
+def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A null-free Arrow array as numpy."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.to_numpy(zero_copy_only=False)
 
 
 def _subject_text(subjects: pa.Array | pa.ChunkedArray) -> pa.Array:

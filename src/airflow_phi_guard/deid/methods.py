@@ -17,11 +17,13 @@ before any row is read. The tables follow 45 CFR 164.514:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
+from airflow_phi_guard.consent.purposes import purpose_code
 from airflow_phi_guard.phi.detectors import DETECTORS, ValueDetector
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.names import column_words
-from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
+from airflow_phi_guard.policy.models import DeidentificationMethod, DeidentificationPolicy, Treatment
 
 _I = SafeHarborIdentifier
 _T = Treatment
@@ -63,9 +65,8 @@ _PERMITTED: dict[DeidentificationMethod, dict[SafeHarborIdentifier, frozenset[Tr
         _I.OTHER_UNIQUE_IDENTIFIER: frozenset({_T.DROP, _T.PSEUDONYMIZE}),
     },
     DeidentificationMethod.LIMITED_DATA_SET: {
-        # Street addresses must go under a limited data set while town, State and ZIP may stay; column
-        # names alone do not tell them apart within letter B, so this table cannot refuse a kept street
-        # address. Identification that separates them is the identification issue's work.
+        # Street addresses must go under a limited data set while town, State and ZIP may stay: the
+        # letter alone does not tell them apart, so treatment_refusal() reads the column's name.
         _I.GEOGRAPHIC_SUBDIVISION: _EVERY_TREATMENT,
         _I.DATES: _EVERY_TREATMENT,
         _I.OTHER_UNIQUE_IDENTIFIER: _EVERY_TREATMENT,
@@ -95,6 +96,12 @@ def text_detectors(
     )
 
 
+#: Why a keyed pseudonym cannot stay under Safe Harbor (REGULATORY.md, letter R).
+_PSEUDONYM_REASON = (
+    "a keyed pseudonym is derived from the identifier, so it is no re-identification code under "
+    "45 CFR 164.514(c)"
+)
+
 _BIRTH_WORDS = frozenset({"dob", "born", "birth", "birthdate", "birthday", "birthdatetime"})
 
 
@@ -119,6 +126,20 @@ def is_birth_date(column: str) -> bool:
     return bool(words & _BIRTH_WORDS) or "birth" in column.lower().replace("birthplace", "")
 
 
+#: Words of a column name that say it holds a town or city, or a ZIP code: the postal address information
+#: a limited data set may keep (164.514(e)(2)(ii)); the State is no identifier at all.
+_TOWN_OR_ZIP_WORDS = frozenset(
+    {"city", "town", "zip", "zipcode", "zip5", "postal", "postcode", "municipality"}
+)
+
+
+def is_town_or_zip(column: str) -> bool:
+    """Whether a geographic column's name says it holds a town or city or a ZIP code (``CITY``,
+    ``patient_zip``, ``postal_code``), and so may stay in a limited data set; anything else of letter B,
+    such as ``ADDRESS``, ``COUNTY`` or ``LAT``, may not."""
+    return bool(set(column_words(column)) & _TOWN_OR_ZIP_WORDS)
+
+
 def treatment_refusal(
     column: str, identifier: SafeHarborIdentifier | None, treatment: Treatment, method: DeidentificationMethod
 ) -> str | None:
@@ -133,9 +154,21 @@ def treatment_refusal(
     if treatment not in permitted:
         assert identifier is not None
         allowed = ", ".join(sorted(permitted))
+        because = f" because {_PSEUDONYM_REASON}" if treatment is Treatment.PSEUDONYMIZE else ""
         return (
             f"column {column} holds identifier {identifier.letter} ({identifier.description}): treatment "
-            f"'{treatment}' is not permitted under {method}; use {allowed}"
+            f"'{treatment}' is not permitted under {method}{because}; use {allowed}"
+        )
+    if (
+        method is DeidentificationMethod.LIMITED_DATA_SET
+        and identifier is SafeHarborIdentifier.GEOGRAPHIC_SUBDIVISION
+        and treatment is not Treatment.DROP
+        and not is_town_or_zip(column)
+    ):
+        return (
+            f"column {column} holds geographic information other than a town or city, State or ZIP code "
+            "(a street address, county or geocode, by its name), which a limited data set removes "
+            "(45 CFR 164.514(e)(2)(ii)); use drop, or keep only the town, State or ZIP code"
         )
     if (
         treatment is Treatment.YEAR
@@ -148,3 +181,54 @@ def treatment_refusal(
             f"which {method} suppresses (45 CFR 164.514(b)(2)(i)(C)); use birth-year or age"
         )
     return None
+
+
+def record_refusals(deidentification: DeidentificationPolicy, purpose: str, as_of: date) -> list[str]:
+    """Why the determination or agreement a policy rests on does not hold for a run at ``as_of``.
+
+    An expert determination holds from the day it was made until it expires; a data use agreement from
+    its signature until it expires, and only for the purposes it permits (164.514(e)(4)). A policy whose
+    method needs a record and has none is refused here too, so that a run never rests on a record that
+    nobody wrote down.
+
+    :param deidentification: the policy's de-identification section.
+    :param purpose: the policy's purpose.
+    :param as_of: the run's reference date.
+    """
+    method = deidentification.method
+    if method is DeidentificationMethod.EXPERT_DETERMINATION:
+        record = deidentification.expert_determination
+        if record is None:
+            return [
+                "the policy claims expert-determination but records no determination; add "
+                "'expert_determination' (expert, determined, report, expires) under 'deidentification'"
+            ]
+        return _period_refusals("the expert determination", record.determined, record.expires, as_of)
+    if method is DeidentificationMethod.LIMITED_DATA_SET:
+        agreement = deidentification.data_use_agreement
+        if agreement is None:
+            return [
+                "the policy claims limited-data-set but records no data use agreement; add "
+                "'data_use_agreement' (id, parties, permitted_purposes, signed, expires) under "
+                "'deidentification'"
+            ]
+        refusals = _period_refusals(
+            f"data use agreement {agreement.id}", agreement.signed, agreement.expires, as_of
+        )
+        permitted = {purpose_code(permitted) for permitted in agreement.permitted_purposes}
+        if purpose_code(purpose) not in permitted:
+            refusals.append(
+                f"data use agreement {agreement.id} does not permit the purpose {purpose} "
+                f"(it permits {', '.join(agreement.permitted_purposes)}); 45 CFR 164.514(e)(4) limits "
+                "the recipient to the agreement's purposes"
+            )
+        return refusals
+    return []
+
+
+def _period_refusals(what: str, start: date, expires: date | None, as_of: date) -> list[str]:
+    if as_of < start:
+        return [f"{what} dates from {start}, after the run's reference date {as_of}, so it cannot cover it"]
+    if expires is not None and expires <= as_of:
+        return [f"{what} expired on {expires}, at or before the run's reference date {as_of}; renew it"]
+    return []

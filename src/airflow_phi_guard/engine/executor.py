@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import uuid
@@ -14,15 +15,20 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from airflow_phi_guard.consent import manifest as subject_manifest
 from airflow_phi_guard.consent.admission import ConsentAdmission
-from airflow_phi_guard.consent.registry import read_consent_registry
+from airflow_phi_guard.consent.purposes import covering_codes
+from airflow_phi_guard.consent.registry import DATE_RULE
+from airflow_phi_guard.consent.sources import ConsentSource, consent_display_name, read_consent_registry
 from airflow_phi_guard.deid import treatments
 from airflow_phi_guard.engine.plan import ColumnPlan, Plan, Refusal, make_plan
 from airflow_phi_guard.engine.source import open_source
 from airflow_phi_guard.exceptions import (
     ConsentRegistryError,
+    ConsentSubjectMismatchError,
     DataProcessingError,
     InvalidValuesError,
+    ManifestKeyError,
     PolicyViolationError,
     PseudonymKeyError,
     ResidualPhiError,
@@ -34,10 +40,12 @@ from airflow_phi_guard.phi.known import KnownValues
 from airflow_phi_guard.policy.models import Policy, Treatment
 from airflow_phi_guard.report import (
     ColumnDecision,
+    ConsentSummary,
     Finding,
     GovernanceReport,
     PolicyIdentity,
     RowCounts,
+    SubjectManifestRecord,
     Verdict,
 )
 
@@ -108,6 +116,11 @@ class _Tally:
     excluded: Counter[str] = field(default_factory=Counter)
     findings: Counter[tuple[str, SafeHarborIdentifier]] = field(default_factory=Counter)
     invalid: dict[str, InvalidValuesError] = field(default_factory=dict)
+    # the admission of the pass, which accumulates the consent counts; None until a batch was admitted
+    admission: ConsentAdmission | None = None
+    subject: str | None = None
+    # the admitted subjects, for the manifest; None when no manifest is to be written
+    subjects: subject_manifest.AdmittedSubjects | None = None
 
     @property
     def refused(self) -> bool:
@@ -119,9 +132,10 @@ def govern(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    consent: str | os.PathLike[str] | None,
+    consent: ConsentSource | str | os.PathLike[str] | None,
     as_of: date,
     pseudonym_key: bytes | None = None,
+    manifest_key: bytes | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> GovernanceResult:
     """Apply ``policy`` to ``source`` and publish the governed set at ``output`` only if every check passed.
@@ -129,19 +143,27 @@ def govern(
     One streaming pass: read the planned columns, admit rows by consent, treat, scan kept text for
     identifiers, write Parquet to a hidden temporary file beside ``output``; rename it into place at the
     end, or delete it when anything was refused. I/O errors propagate (a retry may heal them); refusals
-    are returned in the result (a retry cannot).
+    are returned in the result (a retry cannot). With a manifest key, the keyed hashes of the admitted
+    subjects are published beside the output (:func:`~airflow_phi_guard.consent.manifest.manifest_path`),
+    together with it or not at all; without one, no manifest is written and the report's ``manifest`` is
+    None, so revocation impact cannot answer for the run.
 
     :param policy: the policy to enforce.
     :param source: the source dataset (Parquet file or folder, or CSV).
     :param output: the Parquet file to publish.
-    :param consent: the consent registry (CSV or Parquet); without one nothing can be admitted.
+    :param consent: the consent registry: a source (consent/sources.py), or the path or fsspec URL of a
+        CSV or Parquet file; without one nothing can be admitted.
     :param as_of: reference date of consent and of ages.
     :param pseudonym_key: the key of the ``pseudonymize`` treatment, from a secret, never the policy.
+    :param manifest_key: the key of the subject manifest's hashes, from a secret apart from the pseudonym
+        key; None writes no manifest.
     :param batch_rows: rows per record batch, which bounds memory.
     """
     source_path, output_path = Path(source).resolve(), Path(output).resolve()
     try:
-        return _govern(policy, source_path, output_path, consent, as_of, pseudonym_key, batch_rows)
+        return _govern(
+            policy, source_path, output_path, consent, as_of, pseudonym_key, manifest_key, batch_rows
+        )
     except FileNotFoundError:
         raise
     except pa.ArrowException as error:
@@ -153,9 +175,10 @@ def _govern(
     policy: Policy,
     source_path: Path,
     output_path: Path,
-    consent: str | os.PathLike[str] | None,
+    consent: ConsentSource | str | os.PathLike[str] | None,
     as_of: date,
     pseudonym_key: bytes | None,
+    manifest_key: bytes | None,
     batch_rows: int,
 ) -> GovernanceResult:
     dataset = open_source(source_path)
@@ -165,13 +188,19 @@ def _govern(
     admission, consent_refusals = _consent_admission(policy, consent, as_of)
     refusals.extend(consent_refusals)
     refusals.extend(_key_refusals(plan, pseudonym_key))
+    refusals.extend(_manifest_key_refusals(manifest_key, pseudonym_key))
 
-    def report(verdict: Verdict, tally: _Tally, published_at: Path | None) -> GovernanceReport:
+    def report(
+        verdict: Verdict,
+        tally: _Tally,
+        published_at: Path | None,
+        manifest: SubjectManifestRecord | None = None,
+    ) -> GovernanceReport:
         return _build_report(
             policy, plan, source_path, consent, as_of, pseudonym_key, verdict, tally, refusals, published_at
-        )
+        ).model_copy(update={"manifest": manifest})
 
-    tally = _Tally()
+    tally = _Tally(subjects=subject_manifest.AdmittedSubjects() if manifest_key else None)
     if refusals:
         _withdraw(output_path)
         log.info("policy %s refused the input before reading rows: %d refusal(s)", policy.name, len(refusals))
@@ -200,7 +229,7 @@ def _govern(
                 len(refusals),
             )
             return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
-        os.replace(temporary, output_path)
+        manifest = _publish(temporary, output_path, tally, manifest_key)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -212,11 +241,47 @@ def _govern(
         tally.read,
         len(plan.published),
     )
-    return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path), plan)
+    return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path, manifest), plan)
+
+
+def _publish(
+    temporary: Path, output_path: Path, tally: _Tally, manifest_key: bytes | None
+) -> SubjectManifestRecord | None:
+    """Rename the governed set into place, its subject manifest first: both are published, or neither.
+
+    Two renames are not one atomic step: between them the new manifest sits beside the previous set. A
+    crash there leaves a manifest that no report or lineage event names, and the previous run's recorded
+    digest no longer matches it, which revocation impact reports as an error instead of trusting it.
+    """
+    manifest = None
+    try:
+        if tally.subjects is not None and manifest_key:
+            # TODO: take admission.admitted_subjects() once the admission exposes it, and drop the collector.
+            ids = tally.subjects.ids()
+            manifest = subject_manifest.write_manifest(
+                ids, subject_manifest.manifest_path(output_path), manifest_key
+            )
+        elif subject_manifest.withdraw_manifest(output_path):
+            # The manifest of an earlier set at this path would describe data that is about to be replaced.
+            log.info("withdrew the subject manifest beside %s: this run writes none", output_path)
+        os.replace(temporary, output_path)
+    except OSError:
+        _withdraw(output_path, because="it could not be published with its subject manifest")
+        raise
+    if manifest is None:
+        log.warning(
+            "no manifest key, so no subject manifest was written beside %s: revocation impact cannot answer "
+            "for this run; set %s or, in Airflow, the manifest key connection",
+            output_path,
+            subject_manifest.MANIFEST_KEY_VARIABLE,
+        )
+    else:
+        log.info("wrote the subject manifest of %d subject(s), %s", manifest.subjects, manifest.digest)
+    return manifest
 
 
 def _consent_admission(
-    policy: Policy, consent: str | os.PathLike[str] | None, as_of: date
+    policy: Policy, consent: ConsentSource | str | os.PathLike[str] | None, as_of: date
 ) -> tuple[ConsentAdmission | None, list[Refusal]]:
     """Read the registry and prepare the admission; without a usable registry nothing can be admitted."""
     if consent is None:
@@ -224,9 +289,72 @@ def _consent_admission(
         return None, [Refusal(ConsentRegistryError, reason)]
     try:
         registry = read_consent_registry(consent)
+        admission = ConsentAdmission(
+            registry,
+            policy.consent.bases,
+            policy.purpose,
+            as_of,
+            purposes_covering=policy.consent.purposes_covering,
+            subject_ids=policy.consent.subject_ids,
+        )
     except ConsentRegistryError as error:
         return None, [Refusal(ConsentRegistryError, reason) for reason in error.refusals]
-    return ConsentAdmission(registry, policy.consent.bases, policy.purpose, as_of), []
+    log.info(
+        "consent registry %s: %d record(s) of %d subject(s); purpose %s covered by %s; ids: %s",
+        registry.source,
+        len(registry),
+        admission.counts().registry_subjects,
+        policy.purpose,
+        ", ".join(sorted(admission.covering)),
+        policy.consent.subject_ids.rule,
+    )
+    return admission, []
+
+
+def _consent_refusals(tally: _Tally) -> list[Refusal]:
+    """The end-of-pass check of consent: rows were read, yet not one subject of them is in the registry."""
+    if tally.admission is None or tally.read == 0:
+        return []
+    counts = tally.admission.counts()
+    if counts.rows_matched:
+        return []
+    return [
+        Refusal(
+            ConsentSubjectMismatchError,
+            f"none of the {tally.read} row(s) read has a subject id in column {tally.subject} that the "
+            f"consent registry knows ({counts.registry_subjects} subject(s) in "
+            f"{tally.admission.registry.source}), "
+            f"after normalising ids ({tally.admission.normalization.rule}); the subject column or the "
+            "registry is likely the wrong one: check the policy's 'subject', the registry's subject_id and "
+            "consent.subject_ids",
+        )
+    ]
+
+
+def _consent_summary(policy: Policy, as_of: date, tally: _Tally) -> ConsentSummary:
+    """The report's consent block: the rules of this run, and its counts when rows were admitted."""
+    summary = ConsentSummary(
+        as_of=as_of,
+        date_rule=DATE_RULE,
+        subject_id_normalization=policy.consent.subject_ids.rule,
+        purpose_codes=sorted(covering_codes(policy.purpose, policy.consent.purposes_covering)),
+        excluded_rows_by_reason=dict(sorted(tally.excluded.items())),
+    )
+    if tally.admission is None:
+        return summary
+    counts = tally.admission.counts()
+    return summary.model_copy(
+        update={
+            "registry_records": len(tally.admission.registry),
+            "registry_subjects": counts.registry_subjects,
+            "subjects_matched": counts.subjects_seen,
+            "rows_matched": counts.rows_matched,
+            "admitted_rows_by_basis": {basis.value: n for basis, n in counts.admitted_rows_by_basis.items()},
+            "admitted_subjects_by_basis": {
+                basis.value: n for basis, n in counts.admitted_subjects_by_basis.items()
+            },
+        }
+    )
 
 
 def _key_refusals(plan: Plan, key: bytes | None) -> list[Refusal]:
@@ -250,11 +378,34 @@ def _key_refusals(plan: Plan, key: bytes | None) -> list[Refusal]:
     ]
 
 
+def _manifest_key_refusals(manifest_key: bytes | None, pseudonym_key: bytes | None) -> list[Refusal]:
+    if not manifest_key:
+        return []
+    if len(manifest_key) < subject_manifest.MINIMUM_KEY_BYTES:
+        problem = f"is shorter than {subject_manifest.MINIMUM_KEY_BYTES} bytes"
+    elif pseudonym_key and hmac.compare_digest(manifest_key, pseudonym_key):
+        # One key for both would let whoever may reverse pseudonyms test manifests too: they are kept apart.
+        problem = "is the pseudonym key; the two keys must differ"
+    else:
+        return []
+    return [
+        Refusal(
+            ManifestKeyError,
+            f"the subject manifest key {problem}; set {subject_manifest.MANIFEST_KEY_VARIABLE} or, in "
+            "Airflow, the password of the manifest key connection, to a random key of its own such as the "
+            "output of `python -c 'import secrets; print(secrets.token_hex(32))'`",
+        )
+    ]
+
+
 def _withdraw(output: Path, because: str = "this run was refused") -> None:
-    """Remove a governed set: a refused run, or one whose record is missing, leaves nothing at ``output``."""
+    """Remove a governed set and its subject manifest: a refused run, or one whose record is missing,
+    leaves neither at ``output``."""
     if output.exists():
         output.unlink()
         log.info("withdrew the governed set at %s because %s", output, because)
+    if subject_manifest.withdraw_manifest(output):
+        log.info("withdrew the subject manifest beside %s because %s", output, because)
 
 
 def _treatments(
@@ -291,10 +442,13 @@ def _govern_batch(
     tally.read += batch.num_rows
     # Known values come from every row read, excluded ones too: a name is PHI in any note it appears in.
     known = KnownValues.from_batch(batch, plan.known_value_columns) if plan.known_value_columns else None
+    tally.admission, tally.subject = admission, plan.policy.subject
     admitted, excluded = admission.admit(batch.column(plan.policy.subject))
     tally.excluded.update({str(reason): count for reason, count in excluded.items() if count})
     batch = batch.filter(admitted)
     tally.admitted += batch.num_rows
+    if tally.subjects is not None:
+        tally.subjects.add(batch.column(plan.policy.subject))
 
     for column in plan.kept_text:
         _scan(column, batch.column(column.source), plan.text_detectors, known, tally)
@@ -332,7 +486,8 @@ def _scan(
 
 
 def _refusals_from(tally: _Tally) -> list[Refusal]:
-    refusals = [
+    refusals = _consent_refusals(tally)
+    refusals += [
         Refusal(
             TreatmentNotApplicableError,
             f"column {source}: {error.count} value(s) are not {error.expected}; correct or null them "
@@ -355,7 +510,7 @@ def _build_report(
     policy: Policy,
     plan: Plan,
     source: Path,
-    consent: str | os.PathLike[str] | None,
+    consent: ConsentSource | str | os.PathLike[str] | None,
     as_of: date,
     pseudonym_key: bytes | None,
     verdict: Verdict,
@@ -374,7 +529,7 @@ def _build_report(
         method=policy.deidentification.method,
         zip3_vintage=policy.deidentification.zip3_vintage.value,
         as_of=as_of,
-        consent_registry=str(Path(consent).resolve()) if consent is not None else None,
+        consent_registry=consent_display_name(consent) if consent is not None else None,
         consent_bases=[basis.value for basis in policy.consent.bases],
         pseudonym_key_fingerprint=(
             treatments.key_fingerprint(pseudonym_key)
@@ -384,6 +539,7 @@ def _build_report(
         rows=RowCounts(
             read=tally.read, admitted=tally.admitted, excluded=dict(sorted(tally.excluded.items()))
         ),
+        consent=_consent_summary(policy, as_of, tally),
         columns=[
             ColumnDecision(
                 source=column.source,

@@ -53,6 +53,7 @@ from airflow_phi_guard.lineage.facets import (
     PhiGuardModel,
     PhiGuardOutputColumn,
     PhiGuardPolicyRunFacet,
+    PhiGuardSubjectManifest,
 )
 from airflow_phi_guard.policy.models import Policy, Treatment
 from airflow_phi_guard.report import ColumnDecision, GovernanceReport
@@ -265,9 +266,21 @@ def _consent_facet(report: GovernanceReport, registry: DatasetIdentity | None) -
         asOf=report.as_of.isoformat(),
         bases=list(report.consent_bases),
         registry=_reference(registry) if registry is not None else None,
+        manifest=_manifest(report),
         rowsRead=report.rows.read,
         rowsAdmitted=report.rows.admitted,
         excluded=dict(report.rows.excluded),
+    )
+
+
+def _manifest(report: GovernanceReport) -> PhiGuardSubjectManifest | None:
+    if report.manifest is None or not report.published:
+        return None
+    return PhiGuardSubjectManifest(
+        location=_reference(dataset_identity(report.manifest.path)),
+        digest=report.manifest.digest,
+        keyFingerprint=report.manifest.key_fingerprint,
+        subjects=report.manifest.subjects,
     )
 
 

@@ -9,6 +9,12 @@ The provider (apache-airflow-providers-openlineage 2.x) delegates that to the co
 the URI scheme: ``airflow.providers.common.io.assets.file.convert_asset_to_openlineage`` for ``file``,
 the Amazon and Google providers' converters for ``s3`` and ``gs``. The rules are replicated here so that
 this module stays free of Airflow; tests/lineage/test_datasets.py holds them to the provider's own.
+
+A database table follows the spec's database rule, as the providers' SQL lineage names it: namespace
+``postgres://{host}:{port}`` (port 5432 when none is given; ``postgresql`` and SQLAlchemy driver suffixes
+such as ``postgresql+psycopg`` are the same scheme) and name ``{database}.{schema}.{table}``. A consent
+registry read from a database is displayed as that URI joined (consent/sql.py), so
+``postgres://127.0.0.1:5432/test.public.consent`` parses back to its namespace and name here.
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ _OBJECT_STORE_SCHEMES = {
     "gcs": "gs",
     "abfss": "abfss",
     "wasbs": "wasbs",
+}
+
+#: Databases whose datasets are named ``database.schema.table`` under ``scheme://host:port``, with the
+#: OpenLineage scheme and the default port of each.
+_DATABASE_SCHEMES = {
+    "postgres": ("postgres", 5432),
+    "postgresql": ("postgres", 5432),
+    "mysql": ("mysql", 3306),
+    "mariadb": ("mysql", 3306),
 }
 
 LOCAL_NAMESPACE = "file"
@@ -73,6 +88,8 @@ def dataset_identity(location: str | os.PathLike[str]) -> DatasetIdentity:
     if scheme == "file":
         # Airflow re-joins the URI before converting it, which makes a relative path absolute.
         return _file_identity(host, path if path.startswith("/") else "/" + path)
+    if scheme.partition("+")[0] in _DATABASE_SCHEMES:
+        return _database_identity(scheme.partition("+")[0], parsed, path)
     if scheme in _OBJECT_STORE_SCHEMES:
         key = path.lstrip("/")
         return DatasetIdentity(f"{_OBJECT_STORE_SCHEMES[scheme]}://{host}", key or "/")
@@ -105,6 +122,13 @@ def _looks_like_uri(text: str) -> bool:
     scheme = urllib.parse.urlsplit(text).scheme
     # A one-letter scheme is a Windows drive (C:\data), not a URI.
     return len(scheme) > 1 and (text[len(scheme) :].startswith("://") or scheme.lower() == "file")
+
+
+def _database_identity(scheme: str, parsed: urllib.parse.SplitResult, path: str) -> DatasetIdentity:
+    # Never the user or password: the namespace names the server, not who connected to it.
+    lineage_scheme, default_port = _DATABASE_SCHEMES[scheme]
+    host = parsed.hostname or "localhost"
+    return DatasetIdentity(f"{lineage_scheme}://{host}:{parsed.port or default_port}", path.lstrip("/"))
 
 
 def _file_identity(host: str, path: str) -> DatasetIdentity:

@@ -117,6 +117,23 @@ class PhiGuardPolicyRunFacet(_ProducedByPhiGuard, RunFacet):
 
 
 @attr.define(kw_only=True)
+class PhiGuardSubjectManifest(RedactMixin):
+    """Where a run's subject manifest (keyed hashes of its admitted subjects) is, and how to check it."""
+
+    location: PhiGuardDatasetReference
+    """The manifest file, as an OpenLineage dataset."""
+
+    digest: str
+    """SHA-256 of the manifest file, ``sha256:<hex>``."""
+
+    keyFingerprint: str  # noqa: N815
+    """A keyed fingerprint of the manifest key, never the key."""
+
+    subjects: int
+    """How many distinct admitted subjects the manifest holds."""
+
+
+@attr.define(kw_only=True)
 class PhiGuardConsentRunFacet(_ProducedByPhiGuard, RunFacet):
     """How consent admitted the rows of a run: key ``phiGuard_consent``."""
 
@@ -138,9 +155,13 @@ class PhiGuardConsentRunFacet(_ProducedByPhiGuard, RunFacet):
     registry: PhiGuardDatasetReference | None = None
     """The consent registry read, or None when the run had none."""
 
+    manifest: PhiGuardSubjectManifest | None = None
+    """The subject manifest beside the governed dataset, or None when the run wrote none. Added in 1-1-0."""
+
     @staticmethod
     def _get_schema() -> str:
-        return _schema_url("1-0-0", "PhiGuardConsentRunFacet")
+        # 1-1-0 added the optional manifest; 1-0-0 stays published unchanged for the events that cite it.
+        return _schema_url("1-1-0", "PhiGuardConsentRunFacet")
 
 
 @attr.define(kw_only=True)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
+    from airflow_phi_guard.consent.sources import ConsentSource
     from airflow_phi_guard.engine.executor import GovernanceResult
     from airflow_phi_guard.policy.models import Policy
 
@@ -28,14 +29,32 @@ class PhiPolicyOperator(BaseOperator):
     :param policy_path: the policy file (YAML).
     :param input_path: the source dataset, Parquet or CSV. (templated)
     :param output_path: the governed Parquet file to publish. (templated)
-    :param consent_path: the consent registry, CSV or Parquet. (templated)
+    :param consent_path: the consent registry, CSV or Parquet: a local path or an fsspec URL. (templated)
+    :param consent_conn_id: instead of a file, the Airflow connection of a SQL database holding the
+        registry (:class:`~airflow_phi_guard.operators.hooks.ConsentRegistryHook`), with ``consent_table``
+        or ``consent_query``. Give exactly one of ``consent_path`` and ``consent_conn_id``; an empty
+        string counts as not given, so a template can choose between them. (templated)
+    :param consent_table: the registry table in that database, ``table`` or ``schema.table``. (templated)
+    :param consent_query: instead of a table, a query returning the registry's columns. (templated)
     :param as_of: reference date of consent and ages, ``YYYY-MM-DD``; the run's logical date by default.
         (templated)
     :param report_path: where to write the governance report (JSON). (templated)
     :param pseudonym_key_conn_id: the connection whose password is the pseudonym key.
+    :param manifest_key_conn_id: the connection whose password is the subject manifest key, which must
+        differ from the pseudonym key; without it no manifest is written beside the output, and
+        ``phi-guard impact`` cannot answer for the run.
     """
 
-    template_fields: Sequence[str] = ("input_path", "output_path", "consent_path", "as_of", "report_path")
+    template_fields: Sequence[str] = (
+        "input_path",
+        "output_path",
+        "consent_path",
+        "consent_conn_id",
+        "consent_table",
+        "consent_query",
+        "as_of",
+        "report_path",
+    )
     ui_color = "#e8f0e3"
 
     def __init__(
@@ -44,10 +63,14 @@ class PhiPolicyOperator(BaseOperator):
         policy_path: str,
         input_path: str,
         output_path: str,
-        consent_path: str | None,
+        consent_path: str | None = None,
+        consent_conn_id: str | None = None,
+        consent_table: str | None = None,
+        consent_query: str | None = None,
         report_path: str,
         as_of: str = "{{ ds }}",
         pseudonym_key_conn_id: str = "phi_guard_pseudonym_key",
+        manifest_key_conn_id: str = "phi_guard_manifest_key",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,9 +78,13 @@ class PhiPolicyOperator(BaseOperator):
         self.input_path = input_path
         self.output_path = output_path
         self.consent_path = consent_path
+        self.consent_conn_id = consent_conn_id
+        self.consent_table = consent_table
+        self.consent_query = consent_query
         self.report_path = report_path
         self.as_of = as_of
         self.pseudonym_key_conn_id = pseudonym_key_conn_id
+        self.manifest_key_conn_id = manifest_key_conn_id
         self._result: GovernanceResult | None = None
 
     def execute(self, context: Context) -> dict[str, object]:
@@ -73,9 +100,10 @@ class PhiPolicyOperator(BaseOperator):
                 policy,
                 self.input_path,
                 self.output_path,
-                consent=self.consent_path,
+                consent=self._consent(),
                 as_of=date.fromisoformat(self.as_of),
                 pseudonym_key=key,
+                manifest_key=self._manifest_key(),
             )
         except DataProcessingError as error:
             if error.retryable:
@@ -109,6 +137,38 @@ class PhiPolicyOperator(BaseOperator):
         except PolicyError as error:
             raise AirflowFailException(f"bad policy: {error}") from None
 
+    def _consent(self) -> ConsentSource | str | None:
+        """The registry the task reads: the connection's database, or the file; never both, never a guess."""
+        from airflow_phi_guard.exceptions import PolicyViolationError
+        from airflow_phi_guard.operators.hooks import ConsentRegistryHook
+
+        path, conn_id = self.consent_path or None, self.consent_conn_id or None
+        if path and conn_id:
+            raise AirflowFailException(
+                "give the consent registry as consent_path or consent_conn_id, not both: which one holds "
+                "the permissions must not be a guess"
+            )
+        if conn_id is None:
+            return path
+        try:
+            return ConsentRegistryHook(
+                conn_id, table=self.consent_table or None, query=self.consent_query or None
+            ).get_source()
+        except PolicyViolationError as error:
+            raise AirflowFailException(str(error)) from None
+
+    def _consent_name(self) -> str | None:
+        """The registry's display name for lineage; a connection is not opened, only described."""
+        from airflow_phi_guard.consent.sources import consent_display_name
+
+        consent = self._consent()
+        return consent_display_name(consent) if consent is not None else None
+
+    def _manifest_key(self) -> bytes | None:
+        from airflow_phi_guard.operators.hooks import ManifestKeyHook
+
+        return ManifestKeyHook(self.manifest_key_conn_id).get_key()
+
     def _pseudonym_key(self) -> bytes | None:
         from airflow_phi_guard.operators.hooks import PseudonymKeyHook
 
@@ -123,7 +183,7 @@ class PhiPolicyOperator(BaseOperator):
                 load_policy(self.policy_path),
                 input_path=self.input_path,
                 output_path=self.output_path,
-                consent_registry=self.consent_path,
+                consent_registry=self._consent_name(),
                 as_of=date.fromisoformat(self.as_of),
             )
         )

@@ -7,12 +7,15 @@ descriptions here feed the JSON Schema that editors and the docs use.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from airflow_phi_guard.consent.purposes import is_known_purpose, vocabulary_hint
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -90,6 +93,43 @@ class ModelReference(_Frozen):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+class UuidCase(StrEnum):
+    """Whether subject ids that are UUIDs compare without regard to case."""
+
+    FOLD = "fold"
+    EXACT = "exact"
+
+
+class DigitIds(StrEnum):
+    """How subject ids made only of digits compare."""
+
+    TEXT = "text"
+    INTEGER = "integer"
+
+
+class SubjectIdNormalization(_Frozen):
+    """How subject ids are made comparable; the dataset's subject column and the registry get the same.
+
+    Ids are always trimmed of surrounding whitespace, and integer columns compare as their decimal text.
+    """
+
+    uuid_case: UuidCase = Field(
+        default=UuidCase.FOLD,
+        description="fold (default): an id in the 8-4-4-4-12 hex form of a UUID compares in lower case, "
+        "since UUIDs are case-insensitive; exact: case matters.",
+    )
+    digits: DigitIds = Field(
+        default=DigitIds.TEXT,
+        description="text (default): an id of digits compares as written, so 00042 is not 42; integer: "
+        "leading zeros are ignored, for a side that lost them to an integer column.",
+    )
+
+    @property
+    def rule(self) -> str:
+        """The normalisation as one value-free label, for the report."""
+        return f"trim; uuid-case {self.uuid_case.value}; digits as {self.digits.value}"
+
+
 class ConsentPolicy(_Frozen):
     """Which consent bases admit a record for this purpose."""
 
@@ -97,6 +137,23 @@ class ConsentPolicy(_Frozen):
         min_length=1,
         description="Accepted bases; `treatment-consent` and `opt-out` are refused: neither admits.",
     )
+    purposes_covering: tuple[Name, ...] = Field(
+        default=(),
+        description="Purposes (product names or HL7 v3 PurposeOfUse codes, such as HRESCH) whose records "
+        "the policy also accepts as covering its purpose, beyond the vocabulary's narrow default.",
+    )
+    subject_ids: SubjectIdNormalization = Field(
+        default_factory=SubjectIdNormalization,
+        description="How subject ids of the dataset and of the registry are normalised before matching.",
+    )
+
+    @field_validator("purposes_covering")
+    @classmethod
+    def _known_purposes(cls, purposes: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [purpose for purpose in purposes if not is_known_purpose(purpose)]
+        if unknown:
+            raise ValueError(f"unknown purpose(s) {', '.join(unknown)}; {vocabulary_hint()}")
+        return purposes
 
     @field_validator("bases")
     @classmethod
@@ -114,6 +171,66 @@ class ConsentPolicy(_Frozen):
         return bases
 
 
+class SafeHarborAttestation(_Frozen):
+    """A person's statement that the covered entity has no actual knowledge that the remaining information
+    could identify an individual (45 CFR 164.514(b)(2)(ii)); software cannot make it."""
+
+    by: Name = Field(description="Who makes the statement, with their role (e.g. 'J. Doe, Privacy Officer').")
+    date: datetime.date = Field(description="When the statement was made.")
+    statement: Name = Field(
+        description="The statement itself, in the person's words, about this policy's output."
+    )
+
+
+class ExpertDetermination(_Frozen):
+    """The expert determination a policy rests on (45 CFR 164.514(b)(1)): who made it, when, where it is
+    written down, and until when it holds."""
+
+    expert: Name = Field(description="The expert who made the determination, with their qualification.")
+    determined: datetime.date = Field(description="When the determination was made.")
+    report: Name = Field(description="Reference of the written determination (document id or location).")
+    expires: datetime.date | None = Field(
+        default=None,
+        description="First day the determination no longer holds; determinations are usually time-limited.",
+    )
+
+    @model_validator(mode="after")
+    def _expires_after_determined(self) -> ExpertDetermination:
+        if self.expires is not None and self.expires <= self.determined:
+            raise ValueError("'expires' must come after 'determined'")
+        return self
+
+
+class DataUseAgreement(_Frozen):
+    """The data use agreement a limited data set is disclosed under (45 CFR 164.514(e)(4))."""
+
+    id: Name = Field(description="The agreement's id.")
+    parties: tuple[Name, ...] = Field(
+        min_length=2, description="The parties: the covered entity and the recipient at least."
+    )
+    permitted_purposes: tuple[Name, ...] = Field(
+        min_length=1,
+        description="The uses the agreement permits (product purposes or HL7 v3 PurposeOfUse codes); the "
+        "policy's purpose must be among them.",
+    )
+    signed: datetime.date = Field(description="When the agreement was signed.")
+    expires: datetime.date | None = Field(default=None, description="First day it no longer holds.")
+
+    @field_validator("permitted_purposes")
+    @classmethod
+    def _known_purposes(cls, purposes: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [purpose for purpose in purposes if not is_known_purpose(purpose)]
+        if unknown:
+            raise ValueError(f"unknown purpose(s) {', '.join(unknown)}; {vocabulary_hint()}")
+        return purposes
+
+    @model_validator(mode="after")
+    def _expires_after_signed(self) -> DataUseAgreement:
+        if self.expires is not None and self.expires <= self.signed:
+            raise ValueError("'expires' must come after 'signed'")
+        return self
+
+
 class DeidentificationPolicy(_Frozen):
     """The de-identification route and the data it depends on."""
 
@@ -124,6 +241,32 @@ class DeidentificationPolicy(_Frozen):
         default=Zip3Vintage.CENSUS_2020,
         description="Census vintage of the restricted ZIP3 list used by the `zip3` treatment.",
     )
+    attestation: SafeHarborAttestation | None = Field(
+        default=None,
+        description="The statement of no actual knowledge that Safe Harbor also needs (164.514(b)(2)(ii)); "
+        "without it a dataset that passes every check is reported as awaiting attestation.",
+    )
+    expert_determination: ExpertDetermination | None = Field(
+        default=None,
+        description="The determination an `expert-determination` policy rests on; required there.",
+    )
+    data_use_agreement: DataUseAgreement | None = Field(
+        default=None, description="The agreement a `limited-data-set` policy discloses under; required there."
+    )
+
+    @model_validator(mode="after")
+    def _record_of_the_method(self) -> DeidentificationPolicy:
+        method = self.method
+        if (
+            method is not DeidentificationMethod.EXPERT_DETERMINATION
+            and self.expert_determination is not None
+        ):
+            raise ValueError(
+                f"'expert_determination' belongs to an expert-determination policy, not {method}"
+            )
+        if method is not DeidentificationMethod.LIMITED_DATA_SET and self.data_use_agreement is not None:
+            raise ValueError(f"'data_use_agreement' belongs to a limited-data-set policy, not {method}")
+        return self
 
 
 class ColumnPolicy(_Frozen):
@@ -149,7 +292,10 @@ class Policy(_Frozen):
 
     name: Name = Field(description="Policy id.")
     version: int = Field(ge=1, description="Policy version; raise it with every change.")
-    purpose: Name = Field(description="The use, matched against the purposes of consent records.")
+    purpose: Name = Field(
+        description="The use: a product purpose such as model-training, or an HL7 v3 PurposeOfUse code; "
+        "consent records cover it when their purposes map onto a code that covers it."
+    )
     model: ModelReference = Field(description="The model trained on the governed dataset.")
     recipient: Name = Field(description="Who receives the governed dataset.")
     subject: Name = Field(description="The column that names the individual; consent is checked on it.")
@@ -163,6 +309,13 @@ class Policy(_Frozen):
         min_length=1,
         description="The allowlist: every source column the purpose may read, with its treatment.",
     )
+
+    @field_validator("purpose")
+    @classmethod
+    def _known_purpose(cls, purpose: str) -> str:
+        if not is_known_purpose(purpose):
+            raise ValueError(f"unknown purpose; {vocabulary_hint()}")
+        return purpose
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
