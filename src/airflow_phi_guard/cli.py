@@ -160,7 +160,14 @@ def _parser() -> argparse.ArgumentParser:
         "impact", help="which runs and models hold subjects whose consent has since ended, counted"
     )
     impact.add_argument("--events", required=True, type=Path, help="an OpenLineage event log (JSON lines)")
-    impact.add_argument("--consent", required=True, type=Path, help="the consent registry as it is now")
+    impact.add_argument(
+        "--consent",
+        required=True,
+        help="the consent registry as it is now: a file, an fsspec URL, or a SQLAlchemy URL with "
+        "--consent-table or --consent-query",
+    )
+    impact.add_argument("--consent-table", help="the registry table of a database --consent, schema.table")
+    impact.add_argument("--consent-query", help="a query that returns the registry from a database --consent")
     impact.add_argument("--as-of", type=_iso_date, default=None, help="judge consent at, YYYY-MM-DD (today)")
     impact.add_argument("--format", choices=("text", "json"), default="text")
     impact.set_defaults(run=_impact)
@@ -374,7 +381,7 @@ def _impact(arguments: argparse.Namespace, console: Console) -> int:
     from airflow_phi_guard.lineage.audit import read_events
 
     events = read_events(arguments.events)
-    registry = read_consent_registry(arguments.consent)
+    registry = read_consent_registry(_consent_source(arguments))
     key = os.environ.get(MANIFEST_KEY_VARIABLE)
     answer = impact.revocation_impact(
         events,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_phi_guard.files import write_text_atomically
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
-from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
+from airflow_phi_guard.policy.models import DeidentificationMethod, SubjectIdNormalization, Treatment
 
 REPORT_FORMAT_VERSION = 1
 
@@ -72,6 +72,10 @@ class SubjectManifestRecord(_Record):
     digest: str = Field(description="SHA-256 of the manifest file, ``sha256:<hex>``.")
     key_fingerprint: str = Field(description="A keyed fingerprint of the manifest key, never the key.")
     subjects: int = Field(description="How many distinct admitted subjects the manifest holds.")
+    subject_ids: SubjectIdNormalization = Field(
+        default_factory=SubjectIdNormalization,
+        description="How the subject ids were normalised before they were hashed.",
+    )
 
 
 class ConsentSummary(_Record):
@@ -80,6 +84,9 @@ class ConsentSummary(_Record):
     as_of: date = Field(description="The date on which every consent record was judged.")
     date_rule: str = Field(description="How registry dates and timestamps are compared, by name.")
     subject_id_normalization: str = Field(description="How subject ids of both sides were normalised.")
+    subject_ids: SubjectIdNormalization = Field(
+        default_factory=SubjectIdNormalization, description="The same normalisation, as the policy states it."
+    )
     purpose_codes: list[str] = Field(
         description="The HL7 v3 PurposeOfUse codes whose records covered the policy's purpose."
     )

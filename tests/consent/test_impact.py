@@ -227,6 +227,7 @@ def test_events_with_the_manifest_validate_against_the_official_and_shipped_sche
         "digest": result.report.manifest.digest,
         "keyFingerprint": result.report.manifest.key_fingerprint,
         "subjects": 5,
+        "subjectIds": {"uuidCase": "fold", "digits": "text"},
     }
 
 
@@ -239,3 +240,60 @@ def test_no_id_or_reference_reaches_the_events_or_the_answer(lineage):
         for canary in CANARIES:
             assert canary not in text
     assert "revoked" in texts[1]
+
+
+def test_impact_judges_by_the_rules_the_run_admitted_with(tmp_path):
+    # The run matched lower-case dataset UUIDs to upper-case registry ones (uuid_case: fold, the default)
+    # and accepted HRESCH records as covering model-training (purposes_covering). Judged by any other rule,
+    # impact would call both subjects no-record or purpose-not-covered; by the run's, one revoked.
+    first, second = "3F2B8C1E-4D5A-4B6C-8D7E-9F0A1B2C3D4E", "9E8D7C6B-5A49-4382-9170-6F5E4D3C2B1A"
+    policy = parse_policy(
+        (POLICY % {"version": "1"}).replace(
+            "  bases: [research-authorization, irb-waiver]",
+            "  bases: [research-authorization, irb-waiver]\n  purposes_covering: [HRESCH]",
+        )
+    )
+    source = tmp_path / "source.parquet"
+    pq.write_table(pa.table({"PATIENT": [first.lower(), second.lower()], "NOTE": ["a", "b"]}), source)
+    at_run = HEADER + (
+        f"{first},research-authorization,HRESCH,2020-01-01,,,\n{second},research-authorization,HRESCH,2020-01-01,,,\n"
+    )
+    (tmp_path / "consent.csv").write_text(at_run, encoding="utf-8")
+    result = govern(
+        policy,
+        source,
+        tmp_path / "governed.parquet",
+        consent=tmp_path / "consent.csv",
+        as_of=RUN_AS_OF,
+        pseudonym_key=PSEUDONYM_KEY,
+        manifest_key=MANIFEST_KEY,
+    )
+    assert result.report.rows.admitted == 2
+    events = tmp_path / "events.jsonl"
+    emit_event(
+        "COMPLETE",
+        lineage_for_report(result.report, policy, input_schema=result.plan.schema),
+        events_path=events,
+        job_namespace=DEFAULT_JOB_NAMESPACE,
+        job_name="apply.impact-test",
+        run_id=new_run_id(),
+    )
+    later = tmp_path / "later.csv"
+    later.write_text(
+        at_run.replace(
+            f"{second},research-authorization,HRESCH,2020-01-01,,,",
+            f"{second},research-authorization,HRESCH,2020-01-01,,2027-01-02,",
+        ),
+        encoding="utf-8",
+    )
+
+    (run,) = revocation_impact(
+        read_events(events), read_consent_registry(later), date(2027, 1, 3), manifest_key=MANIFEST_KEY
+    ).runs
+
+    assert (run.status, run.subjects, run.still_admitted, run.excluded) == (
+        ImpactStatus.ANSWERED,
+        2,
+        1,
+        {"revoked": 1},
+    )

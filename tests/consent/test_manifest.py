@@ -102,6 +102,9 @@ def _hashes(path: Path) -> list[bytes]:
     return pq.read_table(path).column(0).to_pylist()
 
 
+UUID = "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e"
+
+
 class TestContent:
     def test_the_manifest_is_beside_the_output_and_named_after_it(self, tmp_path):
         result, output = _govern(tmp_path)
@@ -136,25 +139,25 @@ class TestContent:
     @pytest.mark.parametrize(
         ("values", "expected"),
         [
-            # the admission's normalisation: trimmed text, integers as their decimal text, blanks left out
+            # the admission's normalisation: trimmed text, integers as their decimal text, UUIDs in
+            # lower case by default, blanks left out
             (pa.array([" p1 ", "p1", "p2"]), ["p1", "p2"]),
             (pa.array([123, 123]), ["123"]),
             (pa.array(["", "  ", None, "p3"]), ["p3"]),
+            (pa.array([UUID.upper(), UUID]), [UUID]),
         ],
     )
     def test_ids_are_normalised_as_the_admission_compares_them(self, values, expected):
         assert sorted(manifest.normalise_subject_ids(values).to_pylist()) == expected
 
+    def test_the_normalisation_recorded_with_the_manifest_is_the_policys(self, tmp_path):
+        result, _output = _govern(tmp_path)
+        assert result.report.manifest.subject_ids == result.plan.policy.consent.subject_ids
+
     def test_many_batches_give_the_manifest_of_one(self, tmp_path):
         _one, output = _govern(tmp_path / "one")
         _many, outputs = _govern(tmp_path / "many", batch_rows=1)
         assert _hashes(manifest.manifest_path(output)) == _hashes(manifest.manifest_path(outputs))
-
-    def test_the_collector_keeps_distinct_ids_across_many_batches(self):
-        collector = manifest.AdmittedSubjects()
-        for start in range(0, 5000, 100):
-            collector.add(pa.array([f"s{n % 1500}" for n in range(start, start + 100)]))
-        assert sorted(collector.ids().to_pylist()) == sorted(f"s{n}" for n in range(1500))
 
 
 class TestPublishedTogetherOrNotAtAll:

@@ -58,11 +58,12 @@ def test_the_package_ships_exactly_the_facet_schemas_of_its_facets():
     assert sorted(facet_schemas()) == sorted(released | current)
 
 
-def test_consent_1_1_0_is_1_0_0_plus_the_optional_manifest():
+def test_consent_1_1_0_is_1_0_0_plus_optional_fields():
     """An addition: every 1-0-0 event still validates against 1-1-0, and 1-0-0 itself did not change."""
     old, new = _own_branch("phiGuard_consent", "1-0-0"), _own_branch("phiGuard_consent", "1-1-0")
-    assert "manifest" not in old["properties"]
-    assert set(new["properties"]) == set(old["properties"]) | {"manifest"}
+    added = {"manifest", "admittedRowsByBasis", "admittedSubjectsByBasis", "purposeCodes", "dateRule"}
+    assert not added & set(old["properties"])
+    assert set(new["properties"]) == set(old["properties"]) | added
     assert new["required"] == old["required"]
     manifest = _document("phiGuard_consent", "1-1-0")["$defs"]["PhiGuardSubjectManifest"]
     assert set(manifest["required"]) == {"location", "digest", "keyFingerprint", "subjects"}

@@ -28,12 +28,11 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import date
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_phi_guard.consent import manifest as subject_manifest
 from airflow_phi_guard.consent.admission import ConsentAdmission, ExclusionReason
@@ -41,7 +40,7 @@ from airflow_phi_guard.consent.registry import ConsentRegistry
 from airflow_phi_guard.exceptions import SubjectManifestError
 from airflow_phi_guard.lineage.datasets import LOCAL_NAMESPACE, dataset_uri
 from airflow_phi_guard.lineage.facets import CONSENT_FACET, POLICY_FACET
-from airflow_phi_guard.policy.models import ConsentBasis
+from airflow_phi_guard.policy.models import ConsentBasis, SubjectIdNormalization
 
 
 class ImpactStatus(StrEnum):
@@ -168,27 +167,55 @@ class _RegistrySubjects:
         self.as_of = as_of
         self.key = key
         self.key_fingerprint = subject_manifest.manifest_key_fingerprint(key) if key else None
-        self._admissions: dict[tuple[frozenset[ConsentBasis], str], ConsentAdmission] = {}
+        self._admissions: dict[tuple[object, ...], ConsentAdmission] = {}
+        self._ids: dict[SubjectIdNormalization, tuple[pa.Array, pa.Array]] = {}
 
-    @cached_property
-    def ids(self) -> pa.Array:
-        # The admission trims ids the same way, so a hash found here names a subject the admission knows.
-        return subject_manifest.normalise_subject_ids(pa.array(self.registry.subject_ids, pa.string()))
+    def ids_and_hashes(self, rule: SubjectIdNormalization) -> tuple[pa.Array, pa.Array]:
+        """The registry's ids normalised by the rule the run's manifest was made with, and their hashes;
+        so a hash found here names a subject the run's admission would have matched."""
+        if rule not in self._ids:
+            assert self.key is not None
+            ids = subject_manifest.normalise_subject_ids(self.registry.subject_ids, rule)
+            self._ids[rule] = (ids, subject_manifest.hash_subjects(ids, self.key))
+        return self._ids[rule]
 
-    @cached_property
-    def hashes(self) -> pa.Array:
-        assert self.key is not None
-        return subject_manifest.hash_subjects(self.ids, self.key)
+    def admission(
+        self,
+        bases: list[ConsentBasis],
+        purpose: str,
+        purposes_covering: tuple[str, ...],
+        rule: SubjectIdNormalization,
+    ) -> ConsentAdmission:
+        """The registry's decisions by one run's rules (runs of one policy share them).
 
-    def admission(self, bases: list[ConsentBasis], purpose: str) -> ConsentAdmission:
-        """The registry's decisions for one policy's bases and purpose (runs of one policy share them).
-
-        :raises ValueError: no basis, a basis that cannot admit, or an empty purpose.
+        :raises ValueError: no basis, a basis that cannot admit, an empty or unknown purpose.
         """
-        wanted = (frozenset(bases), purpose.strip())
+        wanted = (frozenset(bases), purpose.strip(), frozenset(purposes_covering), rule)
         if wanted not in self._admissions:
-            self._admissions[wanted] = ConsentAdmission(self.registry, bases, purpose, self.as_of)
+            self._admissions[wanted] = ConsentAdmission(
+                self.registry,
+                bases,
+                purpose,
+                self.as_of,
+                purposes_covering=purposes_covering,
+                subject_ids=rule,
+            )
         return self._admissions[wanted]
+
+
+def _normalization(recorded: Any) -> SubjectIdNormalization:
+    """The id rule a manifest records; a manifest of 1-1-0 without one was made by the default rule.
+
+    :raises ValueError: a rule the product does not know, which must not be guessed.
+    """
+    if recorded is None:
+        return SubjectIdNormalization()
+    if not isinstance(recorded, Mapping):
+        raise ValueError("the manifest's subject id rule is not an object")
+    try:
+        return SubjectIdNormalization(uuid_case=recorded.get("uuidCase"), digits=recorded.get("digits"))
+    except ValidationError:
+        raise ValueError("the manifest's subject id rule is unknown") from None
 
 
 def _impact_of(run: Mapping[str, Any], subjects: _RegistrySubjects) -> RunImpact:
@@ -232,7 +259,12 @@ def _impact_of(run: Mapping[str, Any], subjects: _RegistrySubjects) -> RunImpact
     try:
         policy = _get(run, "run", "facets", POLICY_FACET)
         bases = [ConsentBasis(basis) for basis in _list(_get(policy, "consentBases"))]
-        admission = subjects.admission(bases, _text(_get(policy, "purpose")) or "")
+        # The codes that covered the purpose in the run (absent before 1-1-0: the purpose's defaults).
+        covering = tuple(
+            str(code) for code in _list(_get(run, "run", "facets", CONSENT_FACET, "purposeCodes"))
+        )
+        rule = _normalization(_get(manifest, "subjectIds"))
+        admission = subjects.admission(bases, _text(_get(policy, "purpose")) or "", covering, rule)
     except ValueError:
         return unanswered(
             ImpactStatus.POLICY_UNREADABLE,
@@ -248,7 +280,8 @@ def _impact_of(run: Mapping[str, Any], subjects: _RegistrySubjects) -> RunImpact
 
     # The registry subjects in the manifest are judged by the rule that admitted them; the manifest
     # subjects the registry does not hold any more are no-record.
-    in_manifest = subjects.ids.filter(pc.is_in(subjects.hashes, value_set=hashes))
+    ids, registry_hashes = subjects.ids_and_hashes(rule)
+    in_manifest = ids.filter(pc.is_in(registry_hashes, value_set=hashes))
     admitted, counts = admission.admit(in_manifest)
     excluded = {str(reason): count for reason, count in counts.items() if count}
     missing = len(hashes) - len(in_manifest)

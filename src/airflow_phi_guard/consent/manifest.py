@@ -12,10 +12,11 @@ sorted, so that its content says nothing about the order of the rows. It lives a
 the governed set by the engine, and is pinned by its SHA-256 in the report and the lineage, so that a
 manifest changed after its run is detected rather than trusted.
 
-The subject ids are normalised as the admission compares them (text, surrounding white space trimmed, blank
-ids left out), so that a subject hashed from the dataset at run time and from the registry at impact time
-gives the same digest. If the admission's normalisation changes (case-folding UUIDs, say),
-:func:`normalise_subject_ids` must change with it, or hashes of old and new runs stop matching.
+The subject ids are hashed as the admission compared them, normalised by the policy's rule
+(:func:`~airflow_phi_guard.consent.admission.normalize_subject_ids`: trimmed, UUIDs case-folded unless the
+policy says otherwise, blank ids left out). The rule is recorded with the manifest, so that impact
+normalises the registry's ids the same way and a subject hashed from the dataset at run time and from the
+registry at impact time gives the same digest.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from airflow_phi_guard.consent.admission import DEFAULT_NORMALIZATION, normalize_subject_ids
 from airflow_phi_guard.exceptions import SubjectManifestError
+from airflow_phi_guard.policy.models import SubjectIdNormalization
 from airflow_phi_guard.report import SubjectManifestRecord
 
 log = logging.getLogger(__name__)
@@ -81,18 +84,17 @@ def manifest_key_fingerprint(key: bytes) -> str:
     return hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
-def normalise_subject_ids(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The distinct subject ids of a column as the admission compares them: text, trimmed, blanks left out.
+def normalise_subject_ids(
+    values: pa.Array | pa.ChunkedArray, rule: SubjectIdNormalization = DEFAULT_NORMALIZATION
+) -> pa.Array:
+    """The distinct subject ids of a column as the admission compares them, blanks left out.
 
     :param values: a subject column, text or integers (integers count as their decimal text).
+    :param rule: the policy's normalisation, as recorded with the manifest.
     """
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if pa.types.is_dictionary(values.type):
-        values = values.cast(values.type.value_type)
-    trimmed = pc.utf8_trim_whitespace(values.cast(pa.string()))
-    present = pc.fill_null(pc.greater(pc.utf8_length(trimmed), 0), False)
-    return pc.unique(trimmed.filter(present))
+    normalised = normalize_subject_ids(values, rule)
+    present = pc.fill_null(pc.greater(pc.utf8_length(normalised), 0), False)
+    return pc.unique(normalised.filter(present))
 
 
 def hash_subjects(ids: pa.Array, key: bytes) -> pa.Array:
@@ -114,46 +116,6 @@ def hash_subjects(ids: pa.Array, key: bytes) -> pa.Array:
     return pa.array(digests, MANIFEST_TYPE)
 
 
-class AdmittedSubjects:
-    """The distinct admitted subject ids of a run, collected batch by batch.
-
-    Memory is bounded by the number of distinct admitted subjects, which every one has a registry record
-    and so is at most the registry's size, not by the rows of the dataset: each batch adds its distinct
-    ids, and the collection is reduced to distinct ids whenever it has doubled since it last was.
-
-    The admission is to expose the ids it admitted itself (``admitted_subjects()``); once it does, the
-    engine takes them from there and this collector can go.
-    """
-
-    def __init__(self) -> None:
-        self._chunks: list[pa.Array] = []
-        self._size = 0
-        self._distinct_size = 0
-
-    def add(self, subjects: pa.Array | pa.ChunkedArray) -> None:
-        """Add the subject column of a batch's admitted rows.
-
-        :param subjects: the subject values of admitted rows only.
-        """
-        ids = normalise_subject_ids(subjects)
-        if not len(ids):
-            return
-        self._chunks.append(ids)
-        self._size += len(ids)
-        if self._size > 2 * max(self._distinct_size, 1024):
-            self._compact()
-
-    def ids(self) -> pa.Array:
-        """The distinct normalised ids added so far."""
-        self._compact()
-        return self._chunks[0] if self._chunks else pa.array([], pa.string())
-
-    def _compact(self) -> None:
-        if len(self._chunks) > 1:
-            self._chunks = [pc.unique(pa.concat_arrays(self._chunks))]
-        self._size = self._distinct_size = len(self._chunks[0]) if self._chunks else 0
-
-
 def manifest_table(ids: pa.Array, key: bytes) -> pa.Table:
     """The manifest's content: the distinct keyed hashes of ``ids``, sorted.
 
@@ -165,12 +127,19 @@ def manifest_table(ids: pa.Array, key: bytes) -> pa.Table:
     return pa.table({MANIFEST_COLUMN: hashes})
 
 
-def write_manifest(ids: pa.Array, path: str | os.PathLike[str], key: bytes) -> SubjectManifestRecord:
+def write_manifest(
+    ids: pa.Array,
+    path: str | os.PathLike[str],
+    key: bytes,
+    *,
+    subject_ids: SubjectIdNormalization = DEFAULT_NORMALIZATION,
+) -> SubjectManifestRecord:
     """Write a manifest atomically (a hidden temporary file renamed into place) and describe it.
 
-    :param ids: the normalised ids of the admitted subjects.
+    :param ids: the ids of the admitted subjects, normalised by ``subject_ids``.
     :param path: the manifest file, see :func:`manifest_path`.
     :param key: the manifest key.
+    :param subject_ids: the rule that normalised ``ids``, recorded for impact.
     :raises OSError: the file could not be written; nothing is left at ``path`` then.
     """
     target = Path(path)
@@ -187,6 +156,7 @@ def write_manifest(ids: pa.Array, path: str | os.PathLike[str], key: bytes) -> S
         digest=digest,
         key_fingerprint=manifest_key_fingerprint(key),
         subjects=table.num_rows,
+        subject_ids=subject_ids,
     )
 
 

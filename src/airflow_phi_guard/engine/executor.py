@@ -119,8 +119,6 @@ class _Tally:
     # the admission of the pass, which accumulates the consent counts; None until a batch was admitted
     admission: ConsentAdmission | None = None
     subject: str | None = None
-    # the admitted subjects, for the manifest; None when no manifest is to be written
-    subjects: subject_manifest.AdmittedSubjects | None = None
 
     @property
     def refused(self) -> bool:
@@ -200,7 +198,7 @@ def _govern(
             policy, plan, source_path, consent, as_of, pseudonym_key, verdict, tally, refusals, published_at
         ).model_copy(update={"manifest": manifest})
 
-    tally = _Tally(subjects=subject_manifest.AdmittedSubjects() if manifest_key else None)
+    tally = _Tally()
     if refusals:
         _withdraw(output_path)
         log.info("policy %s refused the input before reading rows: %d refusal(s)", policy.name, len(refusals))
@@ -255,11 +253,14 @@ def _publish(
     """
     manifest = None
     try:
-        if tally.subjects is not None and manifest_key:
-            # TODO: take admission.admitted_subjects() once the admission exposes it, and drop the collector.
-            ids = tally.subjects.ids()
+        if tally.admission is not None and manifest_key:
+            # The ids as the admission normalised them, so that impact, normalising the registry by the
+            # same rule, finds the same hashes.
             manifest = subject_manifest.write_manifest(
-                ids, subject_manifest.manifest_path(output_path), manifest_key
+                tally.admission.admitted_subjects(),
+                subject_manifest.manifest_path(output_path),
+                manifest_key,
+                subject_ids=tally.admission.normalization,
             )
         elif subject_manifest.withdraw_manifest(output_path):
             # The manifest of an earlier set at this path would describe data that is about to be replaced.
@@ -337,6 +338,7 @@ def _consent_summary(policy: Policy, as_of: date, tally: _Tally) -> ConsentSumma
         as_of=as_of,
         date_rule=DATE_RULE,
         subject_id_normalization=policy.consent.subject_ids.rule,
+        subject_ids=policy.consent.subject_ids,
         purpose_codes=sorted(covering_codes(policy.purpose, policy.consent.purposes_covering)),
         excluded_rows_by_reason=dict(sorted(tally.excluded.items())),
     )
@@ -447,8 +449,6 @@ def _govern_batch(
     tally.excluded.update({str(reason): count for reason, count in excluded.items() if count})
     batch = batch.filter(admitted)
     tally.admitted += batch.num_rows
-    if tally.subjects is not None:
-        tally.subjects.add(batch.column(plan.policy.subject))
 
     for column in plan.kept_text:
         _scan(column, batch.column(column.source), plan.text_detectors, known, tally)

@@ -270,7 +270,21 @@ def _consent_facet(report: GovernanceReport, registry: DatasetIdentity | None) -
         rowsRead=report.rows.read,
         rowsAdmitted=report.rows.admitted,
         excluded=dict(report.rows.excluded),
+        **_consent_counts(report),
     )
+
+
+def _consent_counts(report: GovernanceReport) -> dict[str, object]:
+    """The consent block's rules and per-basis counts, for the facet fields added in 1-1-0."""
+    consent = report.consent
+    if consent is None:
+        return {}
+    return {
+        "admittedRowsByBasis": dict(consent.admitted_rows_by_basis),
+        "admittedSubjectsByBasis": dict(consent.admitted_subjects_by_basis),
+        "purposeCodes": list(consent.purpose_codes),
+        "dateRule": consent.date_rule,
+    }
 
 
 def _manifest(report: GovernanceReport) -> PhiGuardSubjectManifest | None:
@@ -281,6 +295,10 @@ def _manifest(report: GovernanceReport) -> PhiGuardSubjectManifest | None:
         digest=report.manifest.digest,
         keyFingerprint=report.manifest.key_fingerprint,
         subjects=report.manifest.subjects,
+        subjectIds={
+            "uuidCase": report.manifest.subject_ids.uuid_case.value,
+            "digits": report.manifest.subject_ids.digits.value,
+        },
     )
 
 

@@ -132,6 +132,9 @@ class PhiGuardSubjectManifest(RedactMixin):
     subjects: int
     """How many distinct admitted subjects the manifest holds."""
 
+    subjectIds: dict[str, str] | None = None  # noqa: N815
+    """How subject ids were normalised before hashing (``uuidCase``, ``digits``); None means the default."""
+
 
 @attr.define(kw_only=True)
 class PhiGuardConsentRunFacet(_ProducedByPhiGuard, RunFacet):
@@ -157,6 +160,18 @@ class PhiGuardConsentRunFacet(_ProducedByPhiGuard, RunFacet):
 
     manifest: PhiGuardSubjectManifest | None = None
     """The subject manifest beside the governed dataset, or None when the run wrote none. Added in 1-1-0."""
+
+    admittedRowsByBasis: dict[str, int] | None = None  # noqa: N815
+    """Admitted rows per basis of the grant that admitted them. Added in 1-1-0."""
+
+    admittedSubjectsByBasis: dict[str, int] | None = None  # noqa: N815
+    """Distinct admitted subjects per basis. Added in 1-1-0."""
+
+    purposeCodes: list[str] | None = None  # noqa: N815
+    """The HL7 v3 PurposeOfUse codes whose records covered the policy's purpose. Added in 1-1-0."""
+
+    dateRule: str | None = None  # noqa: N815
+    """How registry dates were compared with the as-of date, by name. Added in 1-1-0."""
 
     @staticmethod
     def _get_schema() -> str:
