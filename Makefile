@@ -9,13 +9,21 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-benchmark
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint clean benchmark
+.PHONY: demo test lint clean benchmark chromium
 
 demo: $(STAMP)
 	@scripts/run-demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The Data Docs and audit pages are checked offline in headless Chromium (Debian's package). Installed
+# once, if it is missing; on a machine without apt, install Chromium by hand and put it on PATH.
+chromium:
+	@command -v chromium > /dev/null || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests dags benchmarks

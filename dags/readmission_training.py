@@ -2,8 +2,17 @@
 
 A raw encounter extract (every Synthea column, PHI included) and a consent registry go in; the policy in
 ``policies/readmission_risk.yaml`` admits consented records, keeps or reduces only the columns the model
-needs, and publishes the governed set; Great Expectations validates it; a scikit-learn model is trained
-on it. OpenLineage events record which PHI reached the model, in which treatment, under which consent.
+needs, and publishes the governed set, Safe Harbor de-identified (surrogate patient codes from a private
+mapping, a k-anonymity gate); Great Expectations validates it; a scikit-learn model is trained on it. A
+second task governs the same extract under ``policies/readmission_risk_expert.yaml``: expert
+determination, keyed pseudonyms and per-patient date shifts, reported as not Safe Harbor. OpenLineage
+events record which PHI reached the model, in which treatment, under which consent.
+
+Secrets come from Airflow connections, never from the files: ``phi_guard_pseudonym_key``,
+``phi_guard_date_shift_key`` and ``phi_guard_manifest_key`` (the subject manifest, so that
+``phi-guard impact`` can answer for the runs); ``scripts/run-demo`` makes them once per machine. The
+surrogate mapping is a private Parquet file, ``PHI_GUARD_DEMO_SURROGATE_MAPPING``, kept outside the
+published output.
 
 Run it with ``make demo``, which sets ``PHI_GUARD_DEMO_OUTPUT`` and the OpenLineage file transport;
 ``PHI_GUARD_DEMO_SYNTHEA`` points it at another Synthea export.
@@ -35,6 +44,12 @@ RAW_EXTRACT = OUTPUT / "raw" / "encounter_extract.parquet"
 CONSENT_REGISTRY = OUTPUT / "raw" / "consent_registry.csv"
 GOVERNED = OUTPUT / "governed" / "readmission_risk.parquet"
 REPORT = OUTPUT / "reports" / "readmission_risk.json"
+EXPERT_GOVERNED = OUTPUT / "governed" / "readmission_risk_expert.parquet"
+EXPERT_REPORT = OUTPUT / "reports" / "readmission_risk_expert.json"
+# The means of re-identification of the surrogate codes: private, never published, kept across runs.
+SURROGATE_MAPPING = Path(
+    os.environ.get("PHI_GUARD_DEMO_SURROGATE_MAPPING", OUTPUT / "private" / "surrogate_mapping.parquet")
+).resolve()
 MODEL = OUTPUT / "models" / "readmission-risk-1.joblib"
 
 CONSENT_CONN_ID = "phi_guard_consent"
@@ -77,6 +92,18 @@ with DAG(
         consent_table=CONSENT_TABLE,
         output_path=str(GOVERNED),
         report_path=str(REPORT),
+        surrogate_mapping_path=str(SURROGATE_MAPPING),
+    )
+
+    govern_expert = PhiPolicyOperator(
+        task_id="govern_expert_determination_set",
+        policy_path=str(HERE / "policies" / "readmission_risk_expert.yaml"),
+        input_path=str(RAW_EXTRACT),
+        consent_path=f"{{{{ '' if {_IN_DATABASE} else '{CONSENT_REGISTRY}' }}}}",
+        consent_conn_id=f"{{{{ '{CONSENT_CONN_ID}' if {_IN_DATABASE} else '' }}}}",
+        consent_table=CONSENT_TABLE,
+        output_path=str(EXPERT_GOVERNED),
+        report_path=str(EXPERT_REPORT),
     )
 
     validate = GovernedDatasetValidationOperator(
@@ -96,7 +123,9 @@ with DAG(
 
         return train_readmission_model(GOVERNED, MODEL)
 
-    prepare_inputs("{{ ds }}") >> govern >> validate >> train_model()
+    inputs = prepare_inputs("{{ ds }}")
+    inputs >> govern >> validate >> train_model()
+    inputs >> govern_expert
 
 
 def _load_into_database_if_connected(registry) -> None:

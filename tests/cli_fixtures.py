@@ -31,6 +31,11 @@ consent:
   bases: [research-authorization, irb-waiver]
 deidentification:
   method: expert-determination
+  expert_determination:
+    expert: "A. Expert, PhD (biostatistics)"
+    determined: 2000-01-01
+    report: ED-TEST-1
+    expires: 2099-01-01
   zip3_vintage: census-2020
 columns:
   PATIENT:   {{treatment: pseudonymize, as: PATIENT_KEY, justification: "groups encounters per patient"}}
@@ -104,6 +109,7 @@ ROWS_AT_AS_OF = {
     "read": 5,
     "admitted": 2,
     "excluded": {"basis-not-accepted": 1, "no-record": 1, "not-yet-valid": 1},
+    "suppressed": 0,
 }
 
 

@@ -25,6 +25,11 @@ consent:
   bases: [research-authorization, irb-waiver]
 deidentification:
   method: expert-determination
+  expert_determination:
+    expert: "A. Expert, PhD (biostatistics)"
+    determined: 2000-01-01
+    report: ED-TEST-1
+    expires: 2099-01-01
 columns:
   PATIENT:   {treatment: pseudonymize, justification: "groups encounters per patient"}
   BIRTHDATE: {treatment: age, as: AGE, justification: "predictor"}

@@ -93,6 +93,7 @@ def test_impact_counts_the_subjects_who_revoked_after_a_published_run_on_the_dem
         output = tmp_path / run / "readmission_risk.parquet"
         arguments = ["apply", "--policy", str(DEMO_POLICY), "--input", str(extract), "--output", str(output)]
         arguments += ["--consent", str(registry), "--as-of", as_of, "--events", str(events)]
+        arguments += ["--surrogate-mapping", str(tmp_path / "private" / "surrogate-mapping.parquet")]
         code, out, err = phi_guard(arguments)
         assert code == 0, err
         assert "subject manifest of" in out

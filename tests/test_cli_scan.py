@@ -166,9 +166,9 @@ class TestPolicyInit:
 
         assert outcome.code == 0
         assert outcome.stdout.startswith("# DRAFT")
-        with pytest.raises(PolicyError, match="justification"):
+        with pytest.raises(PolicyError, match="determination"):
             parse_policy(outcome.stdout)
-        policy = parse_policy(outcome.stdout.replace('justification: ""', 'justification: "reviewed"'))
+        policy = parse_policy(_reviewed(outcome.stdout))
         assert policy.subject == "PATIENT"
         assert "draft policy encounters" in outcome.stderr
 
@@ -182,7 +182,7 @@ class TestPolicyInit:
 
         assert outcome.code == 0
         assert f"written to {output}" in outcome.stdout
-        output.write_text(output.read_text().replace('justification: ""', 'justification: "reviewed"'))
+        output.write_text(_reviewed(output.read_text()))
         policy = load_policy(output)
         assert (policy.name, policy.purpose, policy.recipient) == (
             "condition-model",
@@ -278,3 +278,14 @@ class _Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
+
+
+def _reviewed(draft: str) -> str:
+    """A draft as its reviewer completes it: every justification written, the determination it claims
+    recorded."""
+    draft = draft.replace('justification: ""', 'justification: "reviewed"')
+    return draft.replace(
+        "  method: expert-determination\n",
+        "  method: expert-determination\n  expert_determination: "
+        '{expert: "A. Expert", determined: 2026-01-15, report: ED-1, expires: 2099-01-01}\n',
+    )

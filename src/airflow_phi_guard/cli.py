@@ -28,6 +28,7 @@ from airflow_phi_guard.report import GovernanceReport
 if TYPE_CHECKING:
     from airflow_phi_guard.consent.sources import ConsentSource
     from airflow_phi_guard.engine.executor import GovernanceResult
+    from airflow_phi_guard.lineage.audit import AuditQuery, EventSource
     from airflow_phi_guard.lineage.build import RunLineage
     from airflow_phi_guard.phi.inventory import ScanReport
     from airflow_phi_guard.policy.models import Policy
@@ -40,6 +41,9 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 
 PSEUDONYM_KEY_VARIABLE = "PHI_GUARD_PSEUDONYM_KEY"
+#: The variable of the date shift key (engine.executor.DATE_SHIFT_KEY_VARIABLE, spelled out so that this
+#: module stays cheap to import).
+DATE_SHIFT_KEY_VARIABLE = "PHI_GUARD_DATE_SHIFT_KEY"
 #: The variable of the subject manifest key (the same name as consent.manifest.MANIFEST_KEY_VARIABLE,
 #: spelled out so that this module stays cheap to import).
 MANIFEST_KEY_VARIABLE = "PHI_GUARD_MANIFEST_KEY"
@@ -114,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--as-of", type=_iso_date, default=None, help="reference date, YYYY-MM-DD (today)")
     apply.add_argument("--report", type=Path, help="write the governance report (JSON) here")
     apply.add_argument("--events", type=Path, help="append OpenLineage START and COMPLETE/FAIL events here")
+    apply.add_argument(
+        "--surrogate-mapping",
+        help="the private mapping of surrogate codes: a Parquet file (locked for the run), or a SQLAlchemy "
+        "URL with --surrogate-mapping-table",
+    )
+    apply.add_argument("--surrogate-mapping-table", help="the mapping table of a database, schema.table")
     apply.set_defaults(run=_apply)
 
     plan = commands.add_parser("plan", help="show what a policy would do to each column, reading no rows")
@@ -135,8 +145,25 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--column", help="with --dataset: the source column whose models are listed")
     audit.add_argument("--since", type=_window_start, help="runs completed from, an ISO date or timestamp")
     audit.add_argument("--until", type=_window_end, help="runs completed before (a date: through that day)")
-    audit.add_argument("--format", choices=("text", "json"), default="text")
+    audit.add_argument(
+        "--format", choices=("text", "json", "html"), default="text", help="html: a page with the graph"
+    )
+    audit.add_argument("--output", type=Path, help="write the answer here; standard output when omitted")
     audit.set_defaults(run=_audit)
+
+    datasheet = commands.add_parser(
+        "datasheet", help="the training-data section of a model's EU AI Act documentation, from lineage"
+    )
+    datasheet_origin = datasheet.add_mutually_exclusive_group(required=True)
+    datasheet_origin.add_argument("--events", type=Path, help="an OpenLineage event log (JSON lines)")
+    datasheet_origin.add_argument("--archive", help="the lineage archive's PostgreSQL URL")
+    datasheet.add_argument(
+        "--archive-table", help=f"the archive table, schema.table ({DEFAULT_ARCHIVE_TABLE})"
+    )
+    datasheet.add_argument("--model", required=True, help="NAME or NAME:VERSION")
+    datasheet.add_argument("--format", choices=("markdown", "html"), default="markdown")
+    datasheet.add_argument("--output", type=Path, help="write it to this file; standard output when omitted")
+    datasheet.set_defaults(run=_datasheet)
 
     lineage = commands.add_parser("lineage", help="keep OpenLineage events")
     lineage_commands = lineage.add_subparsers(required=True, metavar="COMMAND")
@@ -191,7 +218,48 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--sample-rows", type=_positive_int, help="scan only the first N rows")
     init.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     init.set_defaults(run=_policy_init)
+
+    expectations = commands.add_parser("expectations", help="Great Expectations suites from policies")
+    expectations_commands = expectations.add_subparsers(required=True, metavar="COMMAND")
+    generate = expectations_commands.add_parser(
+        "generate", help="write the suite each policy implies, as GX JSON, for version control"
+    )
+    generate.add_argument(
+        "--policy",
+        action="append",
+        type=Path,
+        help="a policy file; repeat for several (every dags/policies/*.yaml by default)",
+    )
+    generate.add_argument("--output-dir", type=Path, default=Path("expectations"), help="(expectations/)")
+    generate.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a committed suite drifted"
+    )
+    generate.set_defaults(run=_expectations_generate)
     return parser
+
+
+def _expectations_generate(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.policy.loader import load_policy
+    from airflow_phi_guard.quality.policy_suites import drifted_suites, write_policy_suites
+
+    paths = arguments.policy or sorted(Path("dags", "policies").glob("*.yaml"))
+    if not paths:
+        _say("error:", "no policy given and none found in dags/policies; name one with --policy")
+        return EXIT_USAGE
+    for path in paths:
+        _require_input(path)
+    policies = [load_policy(path) for path in paths]
+    if arguments.check:
+        drifted = drifted_suites(policies, arguments.output_dir)
+        for line in drifted:
+            _say("drifted:", line)
+        if drifted:
+            return EXIT_ERROR
+        console.print(f"{len(policies)} suite(s) in {arguments.output_dir} match their policies")
+        return EXIT_PUBLISHED
+    for written in write_policy_suites(policies, arguments.output_dir):
+        console.print(f"wrote {written}")
+    return EXIT_PUBLISHED
 
 
 def _positive_int(text: str) -> int:
@@ -219,6 +287,7 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     as_of = arguments.as_of or datetime.now(UTC).date()
     key = os.environ.get(PSEUDONYM_KEY_VARIABLE)
     manifest_key = os.environ.get(MANIFEST_KEY_VARIABLE)
+    date_shift_key = os.environ.get(DATE_SHIFT_KEY_VARIABLE)
     lineage = _CliLineage(arguments, policy, as_of) if arguments.events else None
     if lineage:
         lineage.start()
@@ -233,6 +302,8 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
             as_of=as_of,
             pseudonym_key=key.encode() if key else None,
             manifest_key=manifest_key.encode() if manifest_key else None,
+            date_shift_key=date_shift_key.encode() if date_shift_key else None,
+            surrogate_mapping=_surrogate_mapping(arguments),
         )
         if arguments.report:
             result.write_report(arguments.report)
@@ -252,6 +323,32 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     except PolicyViolationError as error:
         _say("refused:", str(error))
     return EXIT_REFUSED
+
+
+def _surrogate_mapping(arguments: argparse.Namespace) -> object:
+    """The surrogate mapping ``--surrogate-mapping`` names: a Parquet path, or a database table."""
+    from airflow_phi_guard.exceptions import SurrogateMappingError
+
+    mapping, table = arguments.surrogate_mapping, arguments.surrogate_mapping_table
+    if mapping is None:
+        if table:
+            raise SurrogateMappingError(
+                ["--surrogate-mapping-table needs --surrogate-mapping, a database URL"]
+            )
+        return None
+    if "://" not in mapping:
+        if table:
+            raise SurrogateMappingError(
+                ["--surrogate-mapping-table is for a database URL, not a Parquet file"]
+            )
+        return Path(mapping)
+    if not table:
+        raise SurrogateMappingError(["a database --surrogate-mapping needs --surrogate-mapping-table"])
+    import sqlalchemy
+
+    from airflow_phi_guard.deid.surrogate import SqlMappingStore
+
+    return SqlMappingStore(sqlalchemy.create_engine(mapping), table)
 
 
 def _consent_source(arguments: argparse.Namespace) -> ConsentSource | None:
@@ -322,9 +419,9 @@ def _audit(arguments: argparse.Namespace, console: Console) -> int:
         from airflow_phi_guard.lineage.archive import LineageArchive
 
         with LineageArchive(arguments.archive, arguments.archive_table or DEFAULT_ARCHIVE_TABLE) as source:
-            answer = audit.answer(source, query)
+            answer, events = _answer_with_events(source, query)
     else:
-        answer = audit.answer(audit.EventLogSource((arguments.events,)), query)
+        answer, events = _answer_with_events(audit.EventLogSource((arguments.events,)), query)
 
     if isinstance(answer, audit.WindowAudit) and arguments.model:
         kept = [
@@ -333,15 +430,62 @@ def _audit(arguments: argparse.Namespace, console: Console) -> int:
             if model.model.name == name and (not version or model.model.version == version)
         ]
         answer = answer.model_copy(update={"models": kept})
-    if arguments.format == "json":
-        sys.stdout.write(audit.render_json(answer))
+    if arguments.format == "html":
+        from airflow_phi_guard.lineage import html
+
+        text = html.render_html(answer, events)
+    elif arguments.format == "json":
+        text = audit.render_json(answer)
     elif isinstance(answer, audit.ColumnAudit):
-        sys.stdout.write(audit.render_column_text(answer))
+        text = audit.render_column_text(answer)
     elif isinstance(answer, audit.WindowAudit):
-        sys.stdout.write(audit.render_window_text(answer))
+        text = audit.render_window_text(answer)
     else:
-        for each in [answer] if isinstance(answer, audit.ModelAudit) else answer:
-            sys.stdout.write(audit.render_text(each))
+        text = "".join(
+            audit.render_text(each) for each in ([answer] if isinstance(answer, audit.ModelAudit) else answer)
+        )
+    _write_output(arguments.output, text)
+    return EXIT_PUBLISHED
+
+
+def _answer_with_events(source: EventSource, query: AuditQuery) -> tuple[object, list[dict]]:
+    """The audit's answer and the events it read, for the HTML page's graph (one reading of an archive)."""
+    from airflow_phi_guard.lineage.html import answer_with_events
+
+    return answer_with_events(source, query)
+
+
+def _write_output(output: Path | None, text: str) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomically(output, text)
+
+
+def _datasheet(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.lineage import audit, datasheet
+
+    name, _, version = arguments.model.partition(":")
+    query = audit.ModelQuery(name, version or None)
+    if arguments.archive is not None:
+        from airflow_phi_guard.lineage.archive import LineageArchive
+
+        # The archive selects a model's governance runs and the runs that wrote from their output; a
+        # validation run writes nothing, so its results are only in a datasheet built from an event log.
+        with LineageArchive(arguments.archive, arguments.archive_table or DEFAULT_ARCHIVE_TABLE) as source:
+            events = source.events_for(query)
+    else:
+        _require_input(arguments.events)
+        events = audit.EventLogSource((arguments.events,)).events_for(query)
+
+    sheet = datasheet.build_datasheet(events, name, version or None)
+    if arguments.format == "html":
+        text = datasheet.render_html(sheet, events)
+    else:
+        text = datasheet.render_markdown(sheet)
+    _write_output(arguments.output, text)
+    if arguments.output is not None:
+        console.print(f"datasheet of model {arguments.model} written to {arguments.output}")
     return EXIT_PUBLISHED
 
 
@@ -516,6 +660,19 @@ def _print_report(report: GovernanceReport, console: Console) -> None:
     )
     for reason, count in rows.excluded.items():
         console.print(f"  excluded {reason}: {count}")
+    if report.risk is not None:
+        risk = report.risk
+        console.print(
+            f"re-identification risk over {', '.join(risk.quasi_identifiers)}: k {risk.k} (k_min "
+            f"{risk.k_min}), {risk.classes} class(es), {risk.classes_below_k} below k_min, "
+            f"{risk.suppressed_rows} row(s) suppressed, unique share {risk.unique_share:.4f}"
+            + (f", l {risk.l} (l_min {risk.l_min})" if risk.l_min is not None else "")
+        )
+    if report.safe_harbor is not None:
+        verdict = report.safe_harbor
+        letters = ", ".join(f"{breach.column} ({breach.identifier.letter})" for breach in verdict.breaches)
+        console.print(f"Safe Harbor: {verdict.status.value}" + (f": {letters}" if letters else ""))
+        console.print(f"  {verdict.notice}")
     if report.published:
         manifest = report.manifest
         console.print(

@@ -134,6 +134,15 @@ class ManifestKeyError(PolicyViolationError):
     """The subject manifest key is too short, or is the pseudonym key, which it must never be."""
 
 
+class DateShiftKeyError(PolicyViolationError):
+    """A ``date-shift`` treatment was asked for, but no date shift key of at least 32 bytes was provided."""
+
+
+class DeidentificationRecordError(PolicyViolationError):
+    """The expert determination or data use agreement a policy rests on is missing, not yet or no longer in
+    force at the run's reference date, or does not permit the policy's purpose."""
+
+
 class SubjectManifestError(PhiGuardError):
     """A subject manifest that cannot be trusted: missing, unreadable, misshapen, or changed since its run.
 
@@ -177,6 +186,10 @@ class LineageArchiveUnavailableError(LineageArchiveError):
             f"the database is unreachable ({cause}; the underlying message is withheld); nothing was "
             "loaded or read; check the URL and that the server accepts connections, then retry",
         )
+
+
+class ModelNotInLineageError(PhiGuardError, LookupError):
+    """No governance run in the events names the model a datasheet was asked for: nothing to document."""
 
 
 class InvalidValuesError(PhiGuardError, ValueError):

@@ -13,9 +13,17 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_phi_guard.deid.risk import ReidentificationRisk
+from airflow_phi_guard.deid.verdict import SafeHarborVerdict
 from airflow_phi_guard.files import write_text_atomically
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
-from airflow_phi_guard.policy.models import DeidentificationMethod, SubjectIdNormalization, Treatment
+from airflow_phi_guard.policy.models import (
+    DataUseAgreement,
+    DeidentificationMethod,
+    ExpertDetermination,
+    SubjectIdNormalization,
+    Treatment,
+)
 
 REPORT_FORMAT_VERSION = 1
 
@@ -45,6 +53,11 @@ class RowCounts(_Record):
     read: int = 0
     admitted: int = 0
     excluded: dict[str, int] = Field(default_factory=dict, description="Exclusion reason to row count.")
+    suppressed: int = Field(
+        default=0,
+        description="Admitted rows removed because their equivalence class was smaller than k_min "
+        "(below_k: suppress); the output holds admitted minus suppressed rows.",
+    )
 
 
 class ColumnDecision(_Record):
@@ -76,6 +89,32 @@ class SubjectManifestRecord(_Record):
         default_factory=SubjectIdNormalization,
         description="How the subject ids were normalised before they were hashed.",
     )
+
+
+class SurrogateNamespace(_Record):
+    """The codes of one surrogate namespace in a run: counts only, never an identifier or a code."""
+
+    namespace: str
+    known_codes: int = Field(description="Codes the mapping held when the run began.")
+    new_codes: int = Field(description="People who got a code for the first time in this run.")
+
+
+class SurrogateMappingRecord(_Record):
+    """Which private mapping of surrogate codes a run used (164.514(c)): where it is, and the counts."""
+
+    store: str = Field(description="The mapping's location, a path or a database URL without password.")
+    namespaces: list[SurrogateNamespace] = Field(default_factory=list)
+    committed: bool = Field(
+        default=False, description="Whether the run's new codes were written: only when it was published."
+    )
+
+
+class DateShiftRecord(_Record):
+    """How a run shifted dates: the window and which key, never the key or a shift."""
+
+    window_days: int = Field(description="Each subject's shift lies within plus or minus this many days.")
+    key_fingerprint: str = Field(description="A keyed fingerprint of the date shift key, never the key.")
+    columns: list[str] = Field(description="The source columns whose dates were shifted.")
 
 
 class ConsentSummary(_Record):
@@ -126,6 +165,33 @@ class GovernanceReport(_Record):
     pseudonym_key_fingerprint: str | None = Field(
         default=None, description="A keyed fingerprint of the pseudonym key, never the key itself."
     )
+    zip3: dict[str, str | int] | None = Field(
+        default=None,
+        description="The ZIP3 list applied: vintage, source, how many restricted prefixes, and the SHA-256 "
+        "of its data file; None when no column takes zip3.",
+    )
+    date_shift: DateShiftRecord | None = Field(
+        default=None, description="The date shift, if any column takes it."
+    )
+    surrogate_mapping: SurrogateMappingRecord | None = Field(
+        default=None, description="The private mapping of surrogate codes, if any column takes surrogate."
+    )
+    expert_determination: ExpertDetermination | None = Field(
+        default=None, description="The expert determination the run rests on (164.514(b)(1)), as recorded."
+    )
+    data_use_agreement: DataUseAgreement | None = Field(
+        default=None, description="The data use agreement the run discloses under (164.514(e)(4))."
+    )
+    risk: ReidentificationRisk | None = Field(
+        default=None,
+        description="k-anonymity and l-diversity measured over the declared quasi-identifiers on the rows "
+        "published; None when the policy declares none or the run was refused before it was measured.",
+    )
+    safe_harbor: SafeHarborVerdict | None = Field(
+        default=None,
+        description="Whether the published output meets Safe Harbor (164.514(b)(2)), with every column and "
+        "letter that breaks it; None when nothing was published. Not legal advice.",
+    )
     manifest: SubjectManifestRecord | None = Field(
         default=None,
         description="The subject manifest written beside the output; None when the run published nothing or "
@@ -162,4 +228,7 @@ class GovernanceReport(_Record):
             "rows_admitted": self.rows.admitted,
             "rows_excluded": dict(self.rows.excluded),
             "findings": len(self.findings),
+            "rows_suppressed": self.rows.suppressed,
+            "safe_harbor": self.safe_harbor.status.value if self.safe_harbor else None,
+            "k": self.risk.k if self.risk else None,
         }

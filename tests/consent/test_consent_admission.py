@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from airflow_phi_guard.consent.admission import (
     ConsentAdmission,
     ExclusionReason,
+    _build_table,
+    _SubjectIndex,
     decide,
     opt_out_in_force,
 )
 from airflow_phi_guard.consent.purposes import PURPOSE_OF_USE_SYSTEM
-from airflow_phi_guard.consent.registry import ConsentRecord, ConsentRegistry, registry_from_table
+from airflow_phi_guard.consent.registry import ConsentRecord, ConsentRegistry, hash_text, registry_from_table
 from airflow_phi_guard.exceptions import ConsentRegistryError
 from airflow_phi_guard.policy.models import ConsentBasis, DigitIds, SubjectIdNormalization, UuidCase
 
@@ -587,3 +591,120 @@ def test_ids_of_every_length_and_script_are_found_whatever_their_batch() -> None
         assert admission.decision_for(subject) is None, subject
     mask, _ = admission.admit(pa.array([*reversed(ids), "abcdefg", "患者-0002"]))
     assert mask.to_pylist() == [True] * len(ids) + [False, False]
+
+
+# ---- Issue 4, scale: the one-pass grouping and the subject index, held to the per-record rule ----
+
+
+def _spelling(chooser: random.Random, number: int) -> tuple[str, str]:
+    """A subject's id as the registry writes it and as a dataset may write it, in one of several forms."""
+    form = chooser.randrange(4)
+    if form == 0:  # a UUID, upper case in the registry, lower case and padded in the dataset
+        text = str(uuid.UUID(int=number * 0x9E3779B97F4A7C15 + 1))
+        return text.upper(), f" {text} "
+    if form == 1:  # digits with leading zeros in the registry
+        return f"{number:09d}", str(number)
+    if form == 2:  # trailing whitespace in the registry
+        return f"mrn-{number}\t", f"mrn-{number}"
+    return f"Zoë-{number}", f"Zoë-{number}"  # multi-byte characters, compared as written
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("digits", [DigitIds.TEXT, DigitIds.INTEGER], ids=["digits-as-text", "integer"])
+def test_a_large_random_registry_admits_every_row_as_the_per_record_rule(seed: int, digits: DigitIds) -> None:
+    """3,000 subjects in four id forms, 0-4 records each, shuffled: every dataset row decided as decide()."""
+    chooser = random.Random(1000 + seed)
+    registry_ids: dict[int, str] = {}
+    dataset_ids: dict[int, str] = {}
+    own: dict[int, list[ConsentRecord]] = {}
+    spelled: list[ConsentRecord] = []
+    for template in _random_registry(seed, subjects=3000):
+        number = int(template.subject_id.removeprefix("s-"))
+        if number not in registry_ids:
+            registry_ids[number], dataset_ids[number] = _spelling(chooser, number)
+        own.setdefault(number, []).append(template)
+        # The registry's raw spelling, untrimmed: registry_from_table does the reading.
+        spelled.append(template.model_copy(update={"subject_id": registry_ids[number]}))
+    chooser.shuffle(spelled)
+    bases = (ConsentBasis.IRB_WAIVER, ConsentBasis.RESEARCH_AUTHORIZATION)
+    admission = ConsentAdmission(
+        ConsentRegistry.from_records("random", spelled),
+        bases,
+        PURPOSE,
+        AS_OF,
+        subject_ids=SubjectIdNormalization(digits=digits),
+    )
+
+    numbers = sorted(dataset_ids)
+    rows = [dataset_ids[number] for number in numbers] + ["stranger-1", "stranger-2"]
+    mask, excluded = admission.admit(pa.array(rows))
+
+    expected: list[ExclusionReason | None] = []
+    for number in numbers:
+        # '000000042' and '42' are one subject only when digits compare as integers.
+        matched = not registry_ids[number].isdigit() or digits is DigitIds.INTEGER
+        expected.append(decide(own[number] if matched else [], bases, PURPOSE, AS_OF, admission.covering))
+    expected += [ExclusionReason.NO_RECORD, ExclusionReason.NO_RECORD]
+    assert mask.to_pylist() == [reason is None for reason in expected]
+    assert excluded == {
+        reason: expected.count(reason) for reason in ExclusionReason if expected.count(reason)
+    }
+
+
+def test_admitted_rows_and_subjects_by_basis_follow_the_policy_order_at_scale() -> None:
+    """Per basis counts, over many subjects with both bases: the policy's first accepted basis names them."""
+    records = []
+    for number in range(5000):
+        if number % 2 == 0:
+            records.append(grant(subject_id=f"p-{number}"))  # research-authorization
+        if number % 3 == 0:
+            records.append(grant("irb-waiver", ("model-training",), subject_id=f"p-{number}"))
+    admission = ConsentAdmission(
+        registry(*records), (ConsentBasis.IRB_WAIVER, ConsentBasis.RESEARCH_AUTHORIZATION), PURPOSE, AS_OF
+    )
+    admission.admit(pa.array([f"p-{number}" for number in range(5000)] * 2))
+    waiver = sum(1 for number in range(5000) if number % 3 == 0)
+    authorization_only = sum(1 for number in range(5000) if number % 2 == 0 and number % 3 != 0)
+    counts = admission.counts()
+    assert counts.admitted_subjects_by_basis == {
+        ConsentBasis.IRB_WAIVER: waiver,
+        ConsentBasis.RESEARCH_AUTHORIZATION: authorization_only,
+    }
+    assert counts.admitted_rows_by_basis == {
+        ConsentBasis.IRB_WAIVER: 2 * waiver,
+        ConsentBasis.RESEARCH_AUTHORIZATION: 2 * authorization_only,
+    }
+
+
+class TestSubjectIndex:
+    """The hash table of registry subjects: built in one sort, exact whatever the hashes do."""
+
+    def test_two_subjects_of_one_hash_refuse_the_table(self) -> None:
+        assert _build_table(np.array([7, 3, 7], dtype=np.uint64), np.uint64(60)) is None
+
+    def test_hashes_crowded_into_one_home_slot_are_all_found(self) -> None:
+        """Long probe runs: 50 hashes share their top bits, so all start at the same slot."""
+        hashes = np.arange(1, 51, dtype=np.uint64) | np.uint64(0xF << 60)
+        table = _build_table(hashes, np.uint64(60))
+        assert table is not None
+        for position, value in enumerate(hashes):
+            slot = int(value >> np.uint64(60))
+            while table["hash"][slot] != value:
+                assert table["position"][slot] != 0, "probe run ended before the hash"
+                slot += 1
+            assert int(table["position"][slot]) - 1 == position
+
+    def test_without_a_table_lookups_fall_back_to_exact_set_lookup(self) -> None:
+        subjects = pa.array(["a", "b", "c"])
+        index = _SubjectIndex(subjects)
+        index._table = None  # as when every seed gave two subjects one hash
+        assert index.positions(pa.array(["c", "z", None, "a"])).tolist() == [2, -1, -1, 0]
+
+    def test_a_stranger_sharing_a_subject_s_hash_is_not_that_subject(self) -> None:
+        """The text decides: a forged table entry pointing a stranger's hash at a subject matches nothing."""
+        subjects = pa.array(["alpha", "beta"])
+        index = _SubjectIndex(subjects)
+        stranger = hash_text(pa.array(["gamma"]), index._seed)[0]
+        slot = int(stranger >> index._shift)
+        index._table[slot] = (stranger, 1)  # "gamma"'s hash now names position 0, "alpha"
+        assert index.positions(pa.array(["gamma"])).tolist() == [-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -10,10 +12,18 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from airflow_phi_guard.consent.purposes import PURPOSE_OF_USE
 from airflow_phi_guard.consent.registry import (
+    _MASK_BITS,
     REGISTRY_COLUMNS,
     ConsentRecord,
     ConsentRegistry,
+    _exact_contradictions,
+    contradictory_subjects,
+    group_subjects,
+    hash_text,
+    registry_from_batches,
+    registry_from_table,
 )
 from airflow_phi_guard.consent.sources import read_consent_registry
 from airflow_phi_guard.exceptions import ConsentRegistryError, PolicyViolationError
@@ -521,3 +531,144 @@ def test_a_malformed_registry_names_no_canary_anywhere(
         assert S not in text
         assert R not in text
         assert "2025-02-30" not in text
+
+
+# ---- Issue 4, scale: the columnar reading, chunk by chunk, held to the exact rules ----
+
+
+def _registry_table(rows: list[tuple]) -> pa.Table:
+    columns = list(zip(*rows, strict=True))
+    return pa.table(
+        {
+            "subject_id": pa.array(columns[0], pa.string()),
+            "basis": pa.array(columns[1], pa.string()),
+            "purposes": pa.array(columns[2], pa.list_(pa.string())),
+            "granted_at": pa.array(columns[3], pa.date32()),
+            "expires_at": pa.array(columns[4], pa.date32()),
+            "revoked_at": pa.array(columns[5], pa.date32()),
+            "reference": pa.array(columns[6], pa.string()),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_contradictions_found_by_hashes_equal_the_exact_rule(seed: int) -> None:
+    """Random registries full of near-duplicates: the count is the exact group_by rule's, never fewer."""
+    chooser = random.Random(seed)
+    days = [date(2025, 1, 1), date(2025, 6, 1), None]
+    rows = [
+        (
+            f"p-{chooser.randrange(60)}",
+            chooser.choice(["irb-waiver", "research-authorization"]),
+            chooser.choice([["model-training"], ["MLTRAINING"], ["research"]]),
+            chooser.choice(days[:2]),
+            chooser.choice([date(2027, 1, 1), None]),
+            chooser.choice([date(2026, 1, 1), None]),
+            chooser.choice([f"DOC-{chooser.randrange(40)}", None]),
+        )
+        for _ in range(400)
+    ]
+    table = _registry_table(rows)
+    try:
+        registry_from_table(table, "random")
+        found = 0
+    except ConsentRegistryError as error:
+        (refusal,) = error.refusals
+        found = int(refusal.split("malformed: ")[1].split(" ")[0])
+    whole = _validated_without_contradiction_check(table)
+    grouping = group_subjects(whole.column("subject_id"))
+    exact = _exact_contradictions(whole.set_column(0, "subject_id", pa.array(grouping.group)))
+    assert found == exact
+    assert found > 0  # the draw is dense enough to hold contradictions, so the test can fail
+    assert contradictory_subjects(whole) == exact
+
+
+def _validated_without_contradiction_check(table: pa.Table) -> pa.Table:
+    """The validated columns of a table whose rows are well formed, contradictions left in."""
+    registries = [registry_from_table(table.slice(n, 1), "one") for n in range(table.num_rows)]
+    return pa.concat_tables([registry.table for registry in registries])
+
+
+def test_chunks_are_read_alike_whether_they_need_trimming_or_not() -> None:
+    """A chunk without whitespace keeps its buffers, one with it is trimmed: both read as the rule says."""
+    first = _registry_table([("p-1", "irb-waiver", ["model-training"], date(2025, 1, 1), None, None, "A")])
+    second = _registry_table(
+        [(" p-2\t", " irb-waiver ", [" model-training", ""], date(2025, 1, 1), None, None, " B ")]
+    )
+    table = pa.concat_tables([first, second])
+    assert table.column("subject_id").num_chunks == 2
+    registry = registry_from_table(table, "chunked")
+    assert registry.subject_ids.to_pylist() == ["p-1", "p-2"]
+    one, two = registry.records
+    assert (one.subject_id, one.reference, one.purposes) == ("p-1", "A", ("model-training",))
+    assert (two.subject_id, two.reference, two.purposes) == ("p-2", "B", ("model-training",))
+    # The first chunk's references needed no trimming: they are the input's own buffers, not a copy.
+    assert first.column("reference").num_chunks == 1
+    held = registry.table.column("reference").chunk(0).buffers()[2].address
+    assert held == first.column("reference").chunk(0).buffers()[2].address
+
+
+def test_ids_of_one_length_hash_as_in_a_mixed_batch() -> None:
+    """The fast path for ids of one length gives each id the hash it has among ids of other lengths."""
+    same_length = pa.array(["abc-0001", "abc-0002", "Zoë-0003"[:8]])
+    mixed = pa.array(["abc-0001", "x", "abc-0002", "a-much-longer-identifier", "Zoë-0003"[:8]])
+    uniform, general = hash_text(same_length), hash_text(mixed)
+    assert list(uniform) == [general[0], general[2], general[4]]
+    assert len(set(hash_text(pa.array([f"{n:036d}" for n in range(1000)])))) == 1000
+
+
+def test_every_purpose_code_fits_the_mask_bits_the_contradiction_check_packs() -> None:
+    assert len(PURPOSE_OF_USE) <= _MASK_BITS
+
+
+def test_grouping_is_exact_and_in_order_of_first_appearance() -> None:
+    grouping = group_subjects(pa.chunked_array([["b", "a"], ["b", "c", "a"]]))
+    assert grouping.subjects.to_pylist() == ["b", "a", "c"]
+    assert grouping.group.tolist() == [0, 1, 0, 2, 1]
+    assert grouping.order.tolist() == [0, 2, 1, 4, 3]
+    assert grouping.starts.tolist() == [0, 2, 4]
+
+
+class TestRegistryFromBatches:
+    """Read batch by batch, a registry is the one registry_from_table reads, refusals included."""
+
+    ROWS = [
+        (" p-1", "irb-waiver", ["model-training"], date(2025, 1, 1), None, None, "A-1"),
+        ("p-2", "opt-out", [], date(2025, 2, 1), None, date(2026, 1, 1), None),
+        ("p-1", "research-authorization", ["research", " MLTRAINING"], date(2024, 1, 1), None, None, ""),
+    ]
+
+    def test_the_same_records_as_from_one_table(self) -> None:
+        table = _registry_table(self.ROWS)
+        from_batches = registry_from_batches(table.to_batches(max_chunksize=1), "batches", table.schema)
+        assert from_batches.records == registry_from_table(table, "table").records
+        assert from_batches.subject_ids.to_pylist() == ["p-1", "p-2"]
+
+    def test_problems_are_counted_over_every_batch(self) -> None:
+        bad = ("p-3", "research-consent", ["model-training"], date(2025, 1, 1), None, None, None)
+        table = _registry_table([bad, *self.ROWS, bad])
+        with pytest.raises(ConsentRegistryError) as caught:
+            registry_from_batches(table.to_batches(max_chunksize=2), "batches", table.schema)
+        (refusal,) = caught.value.refusals
+        assert "2 row(s) have a missing or unknown basis" in refusal
+
+    def test_contradictions_across_batches_are_found(self) -> None:
+        row = ("p-1", "irb-waiver", ["model-training"], date(2025, 1, 1), None, None, None)
+        other = (*row[:4], date(2027, 1, 1), None, None)
+        table = _registry_table([row, *self.ROWS[1:], other])
+        with pytest.raises(ConsentRegistryError, match=r"1 subject\(s\) have contradictory records"):
+            registry_from_batches(table.to_batches(max_chunksize=1), "batches", table.schema)
+
+    def test_a_missing_column_is_refused_from_the_schema_before_any_batch(self) -> None:
+        table = _registry_table(self.ROWS).drop_columns(["basis"])
+
+        def never() -> Iterable[pa.RecordBatch]:
+            raise AssertionError("a batch was read")
+            yield  # pragma: no cover
+
+        with pytest.raises(ConsentRegistryError, match=r"lacks the required column\(s\) basis"):
+            registry_from_batches(never(), "batches", table.schema)
+
+    def test_no_batches_is_an_empty_registry(self) -> None:
+        registry = registry_from_batches([], "empty", _registry_table(self.ROWS).schema)
+        assert (len(registry), registry.subject_count) == (0, 0)

@@ -40,6 +40,11 @@ consent:
   bases: [research-authorization, irb-waiver]
 deidentification:
   method: expert-determination
+  expert_determination:
+    expert: "A. Expert, PhD (biostatistics)"
+    determined: 2000-01-01
+    report: ED-TEST-1
+    expires: 2099-01-01
 columns:
   PATIENT: {treatment: pseudonymize, as: PATIENT_KEY, justification: "split by patient"}
   NOTE:    {treatment: keep, justification: "free text, scanned"}

@@ -82,7 +82,7 @@ subject: PATIENT
 consent:
   bases: [research-authorization]
   purposes_covering: {covering}
-deidentification: {{method: expert-determination}}
+deidentification: {{method: safe-harbor}}
 columns:
   PATIENT: {{treatment: drop, justification: "x"}}
 """

@@ -6,6 +6,7 @@ import pytest
 
 from airflow_phi_guard.deid.methods import permitted_treatments, treatment_refusal
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier as I
+from airflow_phi_guard.policy.models import ColumnPolicy
 from airflow_phi_guard.policy.models import DeidentificationMethod as M
 from airflow_phi_guard.policy.models import Treatment as T  # noqa: N817
 
@@ -28,23 +29,29 @@ DIRECT = [
     I.FULL_FACE_PHOTOGRAPH,
 ]
 
+CODE_OR_DROP = {T.DROP, T.SURROGATE}
+SAFE_HARBOR_DATES = {T.DROP, T.YEAR, T.AGE, T.BIRTH_YEAR, T.AGE_BAND, T.TOP_BOTTOM_CODE}
+
 PERMITTED = [
-    # Safe Harbor, 164.514(b)(2): A and D to Q dropped; B dropped except ZIP3; C reduced to the year (ages
-    # over 89 in one category); R dropped: a keyed pseudonym is derived from the person (164.514(c)).
-    *[(M.SAFE_HARBOR, letter, {T.DROP}) for letter in DIRECT],
-    (M.SAFE_HARBOR, I.GEOGRAPHIC_SUBDIVISION, {T.DROP, T.ZIP3}),
-    (M.SAFE_HARBOR, I.DATES, {T.DROP, T.YEAR, T.AGE, T.BIRTH_YEAR}),
-    (M.SAFE_HARBOR, I.OTHER_UNIQUE_IDENTIFIER, {T.DROP}),
+    # Safe Harbor, 164.514(b)(2): A and D to Q dropped or replaced by a 164.514(c) code (a random surrogate
+    # kept in a private mapping); B dropped except ZIP3 or the State; C reduced to the year, an age of at
+    # most 89 (ages over 89 one category) or its band, or top-coded; R dropped or a surrogate code: a keyed
+    # pseudonym is derived from the person, so it is no 164.514(c) code. A surrogate is no place or date.
+    *[(M.SAFE_HARBOR, letter, CODE_OR_DROP) for letter in DIRECT],
+    (M.SAFE_HARBOR, I.GEOGRAPHIC_SUBDIVISION, {T.DROP, T.ZIP3, T.STATE}),
+    (M.SAFE_HARBOR, I.DATES, SAFE_HARBOR_DATES),
+    (M.SAFE_HARBOR, I.OTHER_UNIQUE_IDENTIFIER, CODE_OR_DROP),
     # Limited data set, 164.514(e): the 16 direct identifiers go; dates, town, State, ZIP and codes may stay.
-    *[(M.LIMITED_DATA_SET, letter, {T.DROP}) for letter in DIRECT],
+    *[(M.LIMITED_DATA_SET, letter, CODE_OR_DROP) for letter in DIRECT],
     (M.LIMITED_DATA_SET, I.GEOGRAPHIC_SUBDIVISION, EVERY),
     (M.LIMITED_DATA_SET, I.DATES, EVERY),
     (M.LIMITED_DATA_SET, I.OTHER_UNIQUE_IDENTIFIER, EVERY),
-    # Expert determination, until the determination itself is recorded: Safe Harbor plus pseudonyms.
-    *[(M.EXPERT_DETERMINATION, letter, {T.DROP}) for letter in DIRECT],
-    (M.EXPERT_DETERMINATION, I.GEOGRAPHIC_SUBDIVISION, {T.DROP, T.ZIP3}),
-    (M.EXPERT_DETERMINATION, I.DATES, {T.DROP, T.YEAR, T.AGE, T.BIRTH_YEAR}),
-    (M.EXPERT_DETERMINATION, I.OTHER_UNIQUE_IDENTIFIER, {T.DROP, T.PSEUDONYMIZE}),
+    # Expert determination: Safe Harbor plus pseudonyms, months, quarters and date shifts, which the
+    # recorded determination is there to cover.
+    *[(M.EXPERT_DETERMINATION, letter, CODE_OR_DROP) for letter in DIRECT],
+    (M.EXPERT_DETERMINATION, I.GEOGRAPHIC_SUBDIVISION, {T.DROP, T.ZIP3, T.STATE}),
+    (M.EXPERT_DETERMINATION, I.DATES, SAFE_HARBOR_DATES | {T.MONTH, T.QUARTER, T.DATE_SHIFT}),
+    (M.EXPERT_DETERMINATION, I.OTHER_UNIQUE_IDENTIFIER, {T.DROP, T.SURROGATE, T.PSEUDONYMIZE}),
     # a column that is no identifier takes any treatment under any method
     *[(method, None, EVERY) for method in M],
 ]
@@ -86,6 +93,21 @@ def test_every_letter_has_a_row_for_every_method():
         ("COUNTY", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, True),
         ("LAT", I.GEOGRAPHIC_SUBDIVISION, T.KEEP, M.LIMITED_DATA_SET, True),
         ("ADDRESS", I.GEOGRAPHIC_SUBDIVISION, T.DROP, M.LIMITED_DATA_SET, False),
+        # a surrogate code meets 164.514(c) for any code-like identifier, never for a place or a date
+        ("PATIENT", I.OTHER_UNIQUE_IDENTIFIER, T.SURROGATE, M.SAFE_HARBOR, False),
+        ("MRN", I.MEDICAL_RECORD_NUMBER, T.SURROGATE, M.SAFE_HARBOR, False),
+        ("ZIP", I.GEOGRAPHIC_SUBDIVISION, T.SURROGATE, M.SAFE_HARBOR, True),
+        ("START", I.DATES, T.SURROGATE, M.SAFE_HARBOR, True),
+        # a State is no subdivision smaller than a State; months, quarters and shifted dates keep elements
+        # of a date other than the year, so they serve expert determination only
+        ("ZIP", I.GEOGRAPHIC_SUBDIVISION, T.STATE, M.SAFE_HARBOR, False),
+        ("START", I.DATES, T.MONTH, M.SAFE_HARBOR, True),
+        ("START", I.DATES, T.QUARTER, M.SAFE_HARBOR, True),
+        ("START", I.DATES, T.DATE_SHIFT, M.SAFE_HARBOR, True),
+        ("START", I.DATES, T.MONTH, M.EXPERT_DETERMINATION, False),
+        ("START", I.DATES, T.DATE_SHIFT, M.EXPERT_DETERMINATION, False),
+        ("START", I.DATES, T.DATE_SHIFT, M.LIMITED_DATA_SET, False),
+        ("BIRTHDATE", I.DATES, T.AGE_BAND, M.SAFE_HARBOR, False),
     ],
 )
 def test_treatment_refusal_names_column_letter_and_remedy(column, identifier, treatment, method, refused):
@@ -95,3 +117,56 @@ def test_treatment_refusal_names_column_letter_and_remedy(column, identifier, tr
     if refused:
         assert column in reason
         assert "use" in reason
+
+
+@pytest.mark.parametrize(
+    ("treatment", "reason"),
+    [
+        (T.PSEUDONYMIZE, "164.514(c)"),
+        (T.MONTH, "other than the year"),
+        (T.QUARTER, "other than the year"),
+        (T.DATE_SHIFT, "keeps a day and a month"),
+    ],
+)
+def test_a_treatment_that_is_never_safe_harbor_is_refused_with_its_reason(treatment, reason):
+    column, identifier = (
+        ("PATIENT", I.OTHER_UNIQUE_IDENTIFIER) if treatment is T.PSEUDONYMIZE else ("START", I.DATES)
+    )
+    refusal = treatment_refusal(column, identifier, treatment, M.SAFE_HARBOR)
+
+    assert refusal is not None and reason in refusal
+
+
+def _column(**declaration) -> ColumnPolicy:
+    return ColumnPolicy.model_validate({"justification": "j", **declaration})
+
+
+@pytest.mark.parametrize(
+    ("column", "declaration", "method", "refused"),
+    [
+        # 164.514(b)(2)(i)(C): every age over 89 in one category, so the open top band starts at 90 or below
+        ("BIRTHDATE", {"treatment": "age-band", "bands": [0, 18, 65, 90]}, M.SAFE_HARBOR, False),
+        ("BIRTHDATE", {"treatment": "age-band", "bands": [0, 65]}, M.SAFE_HARBOR, False),
+        ("BIRTHDATE", {"treatment": "age-band", "bands": [0, 18, 65, 90, 95]}, M.SAFE_HARBOR, True),
+        ("AGE", {"treatment": "age-band", "bands": [0, 18, 65, 100]}, M.EXPERT_DETERMINATION, True),
+        ("AGE", {"treatment": "age-band", "bands": [0, 18, 65, 100]}, M.LIMITED_DATA_SET, False),
+        # top coding an age: at 90 or below, every age over 89 is one category
+        ("AGE", {"treatment": "top-bottom-code", "top": 90}, M.SAFE_HARBOR, False),
+        ("AGE", {"treatment": "top-bottom-code", "top": 85, "bottom": 18}, M.SAFE_HARBOR, False),
+        ("AGE", {"treatment": "top-bottom-code", "top": 95}, M.SAFE_HARBOR, True),
+        ("AGE", {"treatment": "top-bottom-code", "bottom": 18}, M.SAFE_HARBOR, True),
+        ("AGE", {"treatment": "top-bottom-code", "top": 95}, M.LIMITED_DATA_SET, False),
+        # a number that is no age or date is no identifier: any bound will do
+        ("INCOME", {"treatment": "top-bottom-code", "top": 250000}, M.SAFE_HARBOR, False),
+    ],
+)
+def test_options_that_break_safe_harbor_are_refused(column, declaration, method, refused):
+    from airflow_phi_guard.phi.names import identify_column
+
+    reason = treatment_refusal(
+        column, identify_column(column), T(declaration["treatment"]), method, _column(**declaration)
+    )
+
+    assert (reason is not None) == refused
+    if refused:
+        assert column in reason and "164.514(b)(2)(i)(C)" in reason

@@ -40,6 +40,11 @@ consent:
   bases: [research-authorization, irb-waiver]
 deidentification:
   method: expert-determination
+  expert_determination:
+    expert: "A. Expert, PhD (biostatistics)"
+    determined: 2000-01-01
+    report: ED-TEST-1
+    expires: 2099-01-01
   zip3_vintage: census-2020
 columns:
   PATIENT:   {treatment: pseudonymize, as: PATIENT_KEY, justification: "split by patient"}
@@ -75,6 +80,37 @@ SUBJECTS = [
     "p-unknown",
     None,
 ]
+
+
+EXPERT_DETERMINATION = """\
+  method: expert-determination
+  expert_determination:
+    expert: "A. Expert, PhD (biostatistics)"
+    determined: 2000-01-01
+    report: ED-TEST-1
+    expires: 2099-01-01
+"""
+
+DATA_USE_AGREEMENT = """\
+  method: limited-data-set
+  data_use_agreement:
+    id: DUA-TEST-1
+    parties: [covered entity, recipient]
+    permitted_purposes: [model-training]
+    signed: 2000-01-01
+    expires: 2099-01-01
+"""
+
+
+def with_method(policy_text: str, method: str) -> str:
+    """The policy under another method, with the record that method rests on."""
+    record = {
+        "expert-determination": EXPERT_DETERMINATION,
+        "limited-data-set": DATA_USE_AGREEMENT,
+        "safe-harbor": "  method: safe-harbor\n",
+    }[method]
+    assert EXPERT_DETERMINATION in policy_text
+    return policy_text.replace(EXPERT_DETERMINATION, record)
 
 
 def _source(tmp_path: Path, *, notes: list[str | None] | None = None, extra: dict | None = None) -> Path:
@@ -349,9 +385,7 @@ class TestKnownValues:
     ],
 )
 def test_what_kept_text_may_hold_depends_on_the_method(tmp_path: Path, method, note, refused_letter):
-    policy_text = (POLICY % {"undeclared": "refuse"}).replace(
-        "method: expert-determination", f"method: {method}"
-    )
+    policy_text = with_method(POLICY % {"undeclared": "refuse"}, method)
     # PATIENT is dropped so that every method accepts the columns; only the kept NOTE differs
     policy_text = policy_text.replace("{treatment: pseudonymize, as: PATIENT_KEY,", "{treatment: drop,")
     result = govern(

@@ -695,6 +695,7 @@ def _lite_policy_text() -> str:
         f'model: {{name: {LITE_MODEL[0]}, version: "{LITE_MODEL[1]}"}}',
     )
     (zip_line,) = [line for line in text.splitlines() if line.startswith("  ZIP:")]
+    text = edited(text, "quasi_identifiers: [AGE, GENDER, ZIP3]", "quasi_identifiers: [AGE, GENDER]")
     return edited(text, zip_line, '  ZIP: {treatment: drop, justification: "Not needed by the lite model."}')
 
 
@@ -739,6 +740,7 @@ def demo_lineage(tmp_path_factory) -> DemoLineage:
                 str(output),
             ]
             arguments += ["--consent", str(registry), "--as-of", DEMO_AS_OF, "--events", str(events)]
+            arguments += ["--surrogate-mapping", str(root / "private" / "surrogate-mapping.parquet")]
             assert main([*arguments, "--report", str(root / report)]) == 0
 
     governed_dataset = [{"namespace": "file", "name": str(governed.resolve()), "facets": {}}]
@@ -809,7 +811,7 @@ class TestDemo:
         ("column", "reached", "stopped"),
         [
             # From the two policy files: the demo keeps ZIP as ZIP3 (zip3), the lite policy drops it;
-            # both turn BIRTHDATE into AGE and pseudonymize PATIENT; both drop SSN and FIRST.
+            # both turn BIRTHDATE into AGE and replace PATIENT by a surrogate code; both drop SSN and FIRST.
             ("ZIP", {("readmission-risk", "1", "zip3", "ZIP3")}, {LITE_MODEL}),
             (
                 "BIRTHDATE",
@@ -819,8 +821,8 @@ class TestDemo:
             (
                 "PATIENT",
                 {
-                    ("readmission-risk", "1", "pseudonymize", "PATIENT_KEY"),
-                    (*LITE_MODEL, "pseudonymize", "PATIENT_KEY"),
+                    ("readmission-risk", "1", "surrogate", "PATIENT_KEY"),
+                    (*LITE_MODEL, "surrogate", "PATIENT_KEY"),
                 },
                 set(),
             ),

@@ -18,15 +18,18 @@ FACET_DOCUMENTS = {
     "phiGuard_consent": "PhiGuardConsentRunFacet",
     "phiGuard_columns": "PhiGuardColumnsDatasetFacet",
     "phiGuard_inventory": "PhiGuardInventoryDatasetFacet",
+    "phiGuard_deidentification": "PhiGuardDeidentificationRunFacet",
 }
 
 #: The current SchemaVer of each facet's schema: 1-1-0 of the consent facet added the optional subject
-#: manifest (an addition, so MODEL-REVISION-ADDITION's last number); the others are still 1-0-0.
+#: manifest; 1-0-1 of the columns facet added treatments to its enum (an addition: every 1-0-0 event still
+#: validates); the others are still 1-0-0.
 FACET_VERSIONS = {
     "phiGuard_policy": "1-0-0",
     "phiGuard_consent": "1-1-0",
-    "phiGuard_columns": "1-0-0",
+    "phiGuard_columns": "1-0-1",
     "phiGuard_inventory": "1-0-0",
+    "phiGuard_deidentification": "1-0-0",
 }
 
 #: The fields every facet inherits from the core's BaseFacet (and DatasetFacet), declared again in our
@@ -78,6 +81,7 @@ def test_consent_1_1_0_is_1_0_0_plus_optional_fields():
         ("phiGuard_consent", "RunFacet"),
         ("phiGuard_columns", "DatasetFacet"),
         ("phiGuard_inventory", "DatasetFacet"),
+        ("phiGuard_deidentification", "RunFacet"),
     ],
 )
 def test_facet_schema_is_an_allof_over_the_core_base(key, base):
@@ -172,6 +176,20 @@ def test_published_columns_never_have_the_drop_treatment():
     document = facet_schemas()[f"{SCHEMA_BASE_URL}1-0-0/PhiGuardColumnsDatasetFacet.json"]
     treatments = document["$defs"]["PhiGuardOutputColumn"]["properties"]["treatment"]["enum"]
     assert set(treatments) == {"keep", "year", "birth-year", "age", "zip3", "pseudonymize"}
+
+
+def test_columns_1_0_1_is_1_0_0_with_every_treatment_but_drop():
+    """An addition: the enum grew by the treatments of issue 5, and nothing else changed."""
+    from airflow_phi_guard.policy.models import Treatment
+
+    old, new = _document("phiGuard_columns", "1-0-0"), _document("phiGuard_columns", "1-0-1")
+    treatments = new["$defs"]["PhiGuardOutputColumn"]["properties"]["treatment"]["enum"]
+    assert set(treatments) == {treatment.value for treatment in Treatment} - {"drop"}
+    for document in (old, new):
+        document["$defs"]["PhiGuardOutputColumn"]["properties"]["treatment"].pop("enum")
+        document["$defs"]["PhiGuardOutputColumn"]["properties"]["treatment"].pop("description")
+        document.pop("$id")
+    assert old == new
 
 
 def test_producer_is_this_package_at_its_version():

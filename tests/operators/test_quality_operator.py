@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -73,3 +74,95 @@ def test_a_check_that_cannot_run_withdraws_the_set_and_fails_without_retry(
         _validation(tmp_path, report).execute(context={})
 
     assert not governed.exists()
+
+
+def test_the_data_docs_link_names_the_validation_page(tmp_path: Path, key_connection: str):
+    report = _governed(tmp_path, key_connection)
+    validation = _validation(tmp_path, report)
+    (link,) = validation.operator_extra_links
+
+    before = link.get_link(validation, ti_key=None)
+    validation.execute(context={})
+    after = link.get_link(validation, ti_key=None)
+
+    assert link.name == "Data Docs"
+    assert before == (tmp_path / "data-docs" / "index.html").resolve().as_uri()
+    assert after.startswith((tmp_path / "data-docs" / "validations").resolve().as_uri())
+    assert after.endswith(".html")
+    page = Path(unquote(urlparse(after).path))
+    assert page.is_file()
+
+
+def test_the_data_docs_link_uses_the_served_address_when_given(tmp_path: Path, key_connection: str):
+    report = _governed(tmp_path, key_connection)
+    validation = GovernedDatasetValidationOperator(
+        task_id="validate",
+        report_path=str(report),
+        data_docs_dir=str(tmp_path / "data-docs"),
+        gx_project_dir=str(tmp_path / "gx"),
+        data_docs_base_url="https://docs.example.org/data-docs/",
+    )
+    validation.execute(context={})
+
+    link = validation.operator_extra_links[0].get_link(validation, ti_key=None)
+
+    assert link.startswith("https://docs.example.org/data-docs/validations/")
+    assert link.endswith(".html")
+
+
+def test_the_link_is_serialized_with_the_dag():
+    from airflow.serialization.serialized_objects import OperatorSerialization
+
+    validation = GovernedDatasetValidationOperator(
+        task_id="validate", report_path="r.json", data_docs_dir="docs", gx_project_dir="gx"
+    )
+
+    serialized = OperatorSerialization.serialize_operator(validation)
+
+    assert serialized["_operator_extra_links"] == {"Data Docs": "_link_DataDocsLink"}
+
+
+def test_results_are_the_data_quality_assertions_facet_without_values(tmp_path: Path, key_connection: str):
+    report = _governed(tmp_path, key_connection)
+    governed = Path(json.loads(report.read_text())["output"])
+    table = pq.read_table(governed)
+    notes = pc.binary_join_element_wise(table["NOTE"], pa.scalar(PLANTED), " ")
+    pq.write_table(table.set_column(table.schema.get_field_index("NOTE"), "NOTE", notes), governed)
+    validation = _validation(tmp_path, report)
+
+    with pytest.raises(AirflowFailException):
+        validation.execute(context={})
+    lineage = validation.get_openlineage_facets_on_failure(task_instance=None)
+
+    (dataset,) = lineage.inputs
+    facet = dataset.inputFacets["dataQualityAssertions"]
+    failed = [(a.assertion, a.column) for a in facet.assertions if not a.success]
+    assert failed == [("expect_column_values_to_contain_no_identifiers", "NOTE")]
+    assert len(facet.assertions) > 1
+    assert "402-555-0199" not in json.dumps([vars(a) for a in facet.assertions])
+
+
+def test_k_anonymity_below_the_threshold_fails_the_task(tmp_path: Path, key_connection: str):
+    report = _governed(tmp_path, key_connection)
+    validation = GovernedDatasetValidationOperator(
+        task_id="validate",
+        report_path=str(report),
+        data_docs_dir=str(tmp_path / "data-docs"),
+        gx_project_dir=str(tmp_path / "gx"),
+        quasi_identifiers=["PATIENT_KEY"],
+        k_min=1000,
+    )
+
+    with pytest.raises(AirflowFailException, match="expect_table_k_anonymity_to_be_at_least"):
+        validation.execute(context={})
+
+
+def test_quasi_identifiers_need_k_min():
+    with pytest.raises(ValueError, match="quasi_identifiers and k_min go together"):
+        GovernedDatasetValidationOperator(
+            task_id="validate",
+            report_path="r.json",
+            data_docs_dir="docs",
+            gx_project_dir="gx",
+            quasi_identifiers=["AGE"],
+        )

@@ -157,3 +157,18 @@ def test_two_columns_written_under_one_name_are_refused():
 
 def test_policy_error_is_a_value_error():
     assert issubclass(PolicyError, ValueError)
+
+
+def test_the_readme_sample_policy_loads_and_claims_what_it_shows():
+    """The policy of the README's "A policy" section is a policy, not a sketch of one."""
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## A policy") :]
+    sample = section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", 10)]
+
+    policy = parse_policy(sample)
+
+    assert policy.deidentification.method is DeidentificationMethod.SAFE_HARBOR
+    assert policy.deidentification.risk_thresholds.k_min == 5
+    assert policy.columns["PATIENT"].namespace == "patient"

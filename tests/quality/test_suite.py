@@ -1,5 +1,5 @@
 """The suite a governed dataset must pass: one check per rule of the issue and REGULATORY.md, from the report
-and the schema alone, with no Great Expectations except where the GX suite itself is built."""
+and the schema (or the policy) alone, with no Great Expectations except where the GX suite itself is built."""
 
 from __future__ import annotations
 
@@ -9,32 +9,21 @@ import pyarrow as pa
 import pytest
 
 from airflow_phi_guard.exceptions import QualityCheckFailedError
-from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.values import DETECTORS
 from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
 from airflow_phi_guard.quality.suite import (
-    KEPT_STRING_PATTERNS,
     PSEUDONYM_PATTERN,
-    ZIP3_PATTERN,
     ExpectationSpec,
+    RiskCheck,
     build_expectation_suite,
     describe_output_columns,
     expectations_for_policy,
+    suite_parameters,
 )
 from airflow_phi_guard.report import ColumnDecision, Verdict
 from tests.quality.conftest import ALLOWLISTED, governed_table, make_report, pseudonym
 
-D = SafeHarborIdentifier.TELEPHONE_NUMBER
-F = SafeHarborIdentifier.EMAIL_ADDRESS
-G = SafeHarborIdentifier.SOCIAL_SECURITY_NUMBER
-
-#: The identifiers the product finds by value, B to O (issue 3): kept text is checked for each of them.
-#: A, P, Q and R have no value detector (names are found as known values, R by column name).
-VALUE_LETTERS = "BCDEFGHIJKLMNO"
-_KEPT_TEXT_CHECKS = [
-    ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[SafeHarborIdentifier(letter)]})
-    for letter in VALUE_LETTERS
-]
+NO_IDENTIFIERS = "expect_column_values_to_contain_no_identifiers"
 
 
 def _specs_for(treatment: Treatment, arrow_type: pa.DataType) -> list[ExpectationSpec]:
@@ -47,14 +36,14 @@ def _specs_for(treatment: Treatment, arrow_type: pa.DataType) -> list[Expectatio
 @pytest.mark.parametrize(
     ("treatment", "arrow_type", "expected"),
     [
-        # zip3: the first three digits, restricted prefixes as 000 (164.514(b)(2)(i)(B)).
-        (Treatment.ZIP3, pa.string(), [("expect_column_values_to_match_regex", {"regex": "^[0-9]{3}$"})]),
-        # age: whole years, 90 meaning "90 or older" for everyone over 89 (issue; 164.514(b)(2)(i)(C)).
+        # zip3: an existing prefix, restricted prefixes of the report's vintage as 000 (164.514(b)(2)(i)(B)).
         (
-            Treatment.AGE,
-            pa.int32(),
-            [("expect_column_values_to_be_between", {"min_value": 0, "max_value": 90})],
+            Treatment.ZIP3,
+            pa.string(),
+            [("expect_column_values_to_be_valid_zip3", {"vintage": "census-2020"})],
         ),
+        # age: whole years, 90 meaning "90 or older" for everyone over 89 (issue; 164.514(b)(2)(i)(C)).
+        (Treatment.AGE, pa.int32(), [("expect_column_ages_to_be_capped", {"top_age": 90})]),
         # birth-year: null when over 89 at the reference date 2026-12-01, so the earliest kept birth year
         # is 1936 (born 1936-12-02 is 89 that day) and none is after the reference year.
         (
@@ -68,34 +57,24 @@ def _specs_for(treatment: Treatment, arrow_type: pa.DataType) -> list[Expectatio
             pa.int64(),
             [("expect_column_values_to_be_between", {"min_value": 1800, "max_value": 2100})],
         ),
-        # pseudonymize: HMAC-SHA256 in hex, 64 lowercase digits.
+        # pseudonymize: HMAC-SHA256 in hex, 64 lowercase digits; never missing, since the regex check skips
+        # nulls and a report does not say which pseudonym is the subject's, so every one is a required key.
         (
             Treatment.PSEUDONYMIZE,
             pa.string(),
-            [("expect_column_values_to_match_regex", {"regex": "^[0-9a-f]{64}$"})],
-        ),
-        # keep, text: none of the identifiers found by value, B to O (issue 3, "Enforcement uses it").
-        (Treatment.KEEP, pa.string(), _KEPT_TEXT_CHECKS),
-        # keep, text in other layouts: scanned the same way.
-        (
-            Treatment.KEEP,
-            pa.large_string(),
             [
-                ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[x]})
-                for x in VALUE_LETTERS
+                ("expect_column_values_to_not_be_null", {}),
+                ("expect_column_values_to_match_regex", {"regex": "^[0-9a-f]{64}$"}),
             ],
         ),
-        (
-            Treatment.KEEP,
-            pa.dictionary(pa.int32(), pa.string()),
-            [
-                ("expect_column_values_to_not_match_regex", {"regex": KEPT_STRING_PATTERNS[x]})
-                for x in VALUE_LETTERS
-            ],
-        ),
-        # keep, numbers: a number cannot hold these patterns, so there is nothing to scan.
-        (Treatment.KEEP, pa.int64(), []),
-        (Treatment.KEEP, pa.float64(), []),
+        # keep: every detector of the product scans the values (issue 3, "Enforcement uses it"); an empty
+        # list means all of them, whatever the layout of the text.
+        (Treatment.KEEP, pa.string(), [(NO_IDENTIFIERS, {"detectors": ()})]),
+        (Treatment.KEEP, pa.large_string(), [(NO_IDENTIFIERS, {"detectors": ()})]),
+        (Treatment.KEEP, pa.dictionary(pa.int32(), pa.string()), [(NO_IDENTIFIERS, {"detectors": ()})]),
+        # keep, numbers: checked too, so that a column read as text by another reader is never skipped;
+        # the check reports a number column as not scanned.
+        (Treatment.KEEP, pa.int64(), [(NO_IDENTIFIERS, {"detectors": ()})]),
     ],
 )
 def test_each_treatment_gets_the_check_of_its_rule(treatment, arrow_type, expected):
@@ -106,32 +85,49 @@ def test_each_treatment_gets_the_check_of_its_rule(treatment, arrow_type, expect
     ]
 
 
-def test_kept_text_checks_name_the_identifier_they_keep_out():
-    specs = _specs_for(Treatment.KEEP, pa.string())
+def test_the_subjects_pseudonym_is_required_not_null():
+    # A regex check skips missing values, so a pseudonym column of nulls would pass it: the subject's
+    # pseudonym gets its own not-null check (issue: "required columns get a not-null check").
+    specs = [spec for spec in expectations_for_policy(make_report(), governed_table().schema)]
 
-    assert [spec.identifier.value for spec in specs] == list(VALUE_LETTERS)
-    assert all(f"identifier {spec.identifier.value}" in spec.meaning for spec in specs)
+    assert [spec.expectation_type for spec in specs if spec.column == "PATIENT_KEY"] == [
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_match_regex",
+    ]
+    assert [
+        spec.column for spec in specs if spec.expectation_type == "expect_column_values_to_not_be_null"
+    ] == ["PATIENT_KEY"]
 
 
-def test_the_column_set_is_exactly_the_allowlisted_outputs(report):
+def test_k_anonymity_is_checked_when_quasi_identifiers_are_declared():
+    risk = RiskCheck(("AGE", "ZIP3"), 5)
+
+    specs = expectations_for_policy(make_report(), governed_table().schema, risk=risk)
+
+    assert specs[-1].expectation_type == "expect_table_k_anonymity_to_be_at_least"
+    assert dict(specs[-1].kwargs) == {"quasi_identifiers": ("AGE", "ZIP3"), "k_min": 5}
+    assert "expect_table_k_anonymity_to_be_at_least" not in {
+        spec.expectation_type for spec in expectations_for_policy(make_report(), governed_table().schema)
+    }
+
+
+def test_the_table_holds_exactly_the_allowlisted_outputs(report):
     table_check = expectations_for_policy(report, governed_table().schema)[0]
 
-    assert table_check.expectation_type == "expect_table_columns_to_match_set"
-    # Dropped columns (SSN, FIRST) have no output, so they are not in the set.
-    assert table_check.kwargs["column_set"] == ALLOWLISTED
-    # exact_match=False would let an extra column pass.
-    assert table_check.kwargs["exact_match"] is True
+    assert table_check.expectation_type == "expect_table_columns_to_match_allowlist"
+    # Dropped columns (SSN, FIRST) have no output, so they are not in the allowlist.
+    assert table_check.kwargs["allowlist"] == ALLOWLISTED
     assert table_check.column is None
 
 
 def test_an_extra_column_in_the_data_does_not_widen_the_allowlist(report):
     specs = expectations_for_policy(report, governed_table(SSN=["999-12-3456"] * 4).schema)
 
-    assert specs[0].kwargs["column_set"] == ALLOWLISTED
+    assert specs[0].kwargs["allowlist"] == ALLOWLISTED
     assert "SSN" not in {spec.column for spec in specs}
 
 
-def test_an_allowlisted_column_missing_from_the_data_stays_in_the_set_without_column_checks():
+def test_an_allowlisted_column_missing_from_the_data_stays_in_the_allowlist():
     report = make_report(
         (
             ColumnDecision(source="ZIP", output="ZIP3", identifier=None, treatment=Treatment.ZIP3),
@@ -141,9 +137,7 @@ def test_an_allowlisted_column_missing_from_the_data_stays_in_the_set_without_co
 
     specs = expectations_for_policy(report, pa.schema([("AGE", pa.int32())]))
 
-    assert specs[0].kwargs["column_set"] == ("ZIP3", "AGE")
-    # A check on a column that is not there would raise inside GX; the set check already fails.
-    assert {spec.column for spec in specs[1:]} == {"AGE"}
+    assert specs[0].kwargs["allowlist"] == ("ZIP3", "AGE")
 
 
 @pytest.mark.parametrize(
@@ -194,59 +188,6 @@ def test_output_columns_carry_treatment_source_and_type(report):
     )
 
 
-# The kept-text patterns are the value detectors' own (phi/values.py), so that the engine's scan and the
-# suite agree; these rows restate the forms the issue names, searched the way GX does (anywhere in a value).
-@pytest.mark.parametrize(
-    ("value", "identifier"),
-    [
-        ("CANARY-SSN 123-45-6789", G),
-        ("123 45 6789", G),
-        ("call 402-555-0199 after 5pm", D),
-        ("(402) 555-0199", D),
-        ("+14025550199", D),
-        ("contact: alice368@example.org.", F),
-    ],
-)
-def test_kept_text_patterns_find_the_identifiers(value, identifier):
-    found = {letter for letter, pattern in KEPT_STRING_PATTERNS.items() if re.search(pattern, value)}
-
-    assert found == {identifier}
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "Well child visit (procedure)",
-        "410620009",  # a SNOMED code stored as text
-        "982192b6-6843-4011-ef46-32caaf87d8a9",  # a UUID
-        "83.87",  # money
-    ],
-)
-def test_kept_text_patterns_leave_ordinary_text_alone(value):
-    assert not any(re.search(pattern, value) for pattern in KEPT_STRING_PATTERNS.values())
-
-
-def test_every_value_detector_is_in_the_suite():
-    for detector in DETECTORS:
-        assert f"(?:{detector.pattern})" in KEPT_STRING_PATTERNS[detector.identifier]
-
-
-@pytest.mark.parametrize(
-    ("value", "matches"),
-    [
-        ("681", True),
-        ("000", True),  # a restricted prefix
-        ("021", True),  # a leading zero kept
-        ("6813", False),  # four digits
-        ("68", False),
-        ("68131", False),  # the whole ZIP
-        ("68a", False),
-    ],
-)
-def test_zip3_pattern(value, matches):
-    assert bool(re.search(ZIP3_PATTERN, value)) is matches
-
-
 @pytest.mark.parametrize(
     ("value", "matches"),
     [
@@ -287,9 +228,7 @@ def test_the_gx_suite_holds_one_expectation_per_spec(report):
         (expectation.expectation_type, {key: getattr(expectation, key) for key in spec.kwargs})
         for expectation, spec in zip(suite.expectations, specs, strict=True)
     ] == [(spec.expectation_type, spec.to_dict()["kwargs"]) for spec in specs]
-    assert suite.expectations[0].exact_match is True
     configurations = [expectation.configuration for expectation in suite.expectations]
-    assert [c.meta["phi_guard"]["identifier"] for c in configurations] == [None, "B", *VALUE_LETTERS]
     assert [c.meta["phi_guard"]["position"] for c in configurations] == list(range(len(specs)))
     assert suite.meta["phi_guard"] == {"policy": "p"}
 
@@ -301,15 +240,53 @@ def test_an_unknown_expectation_is_refused():
         build_expectation_suite("s", [spec])
 
 
-def test_a_limited_data_set_may_keep_dates_and_zip_codes_in_text(report):
+def test_a_limited_data_set_may_keep_zip_codes_and_dates_in_text(report):
     # 164.514(e): a limited data set keeps dates and ZIP codes, but no other postal address element
     limited = report.model_copy(update={"method": DeidentificationMethod.LIMITED_DATA_SET})
     specs = expectations_for_policy(limited, pa.schema([("ZIP3", pa.string()), ("DESCRIPTION", pa.string())]))
-    kept_text = [spec for spec in specs if spec.column == "DESCRIPTION"]
+    (kept_text,) = [spec for spec in specs if spec.column == "DESCRIPTION"]
 
-    assert [spec.identifier.value for spec in kept_text] == [
-        letter for letter in VALUE_LETTERS if letter != "C"
-    ]
-    street = next(spec for spec in kept_text if spec.identifier.value == "B")
-    assert re.search(street.kwargs["regex"], "lives at 406 Kohler Camp")
-    assert not re.search(street.kwargs["regex"], "ZIP 68504")
+    names = set(kept_text.kwargs["detectors"])
+    by_name = {detector.name: detector for detector in DETECTORS}
+    assert "zip-code" not in names
+    assert not [name for name in names if by_name[name].identifier.value == "C"]
+    assert "street-address" in names
+    assert any(by_name[name].identifier.value == "G" for name in names)  # SSNs are never kept
+
+
+def test_suite_parameters_give_the_birth_year_bounds_of_the_reference_date(report):
+    # A suite generated from the policy alone reads these at run time: 2026-12-01 gives 1936 and 2026.
+    assert suite_parameters(report) == {"reference_year": 2026, "oldest_kept_birth_year": 1936}
+
+
+def test_the_pseudonym_pattern_is_a_full_match():
+    assert re.fullmatch(PSEUDONYM_PATTERN[1:-1], pseudonym("a"))
+
+
+def test_the_reports_risk_measurement_brings_its_k_check():
+    from airflow_phi_guard.deid.risk import BelowK, ReidentificationRisk
+
+    measured = ReidentificationRisk(
+        quasi_identifiers=("AGE", "ZIP3"),
+        sensitive=(),
+        k_min=5,
+        l_min=None,
+        below_k=BelowK.SUPPRESS,
+        rows=100,
+        k=5,
+        classes=12,
+        classes_below_k=3,
+        unique_share=0.0,
+        l=None,
+        classes_below_l=0,
+        suppressed_rows=4,
+        rows_with_missing_quasi_identifier=0,
+    )
+    report = make_report().model_copy(update={"risk": measured})
+
+    specs = expectations_for_policy(report, governed_table().schema)
+
+    assert (specs[-1].expectation_type, dict(specs[-1].kwargs)) == (
+        "expect_table_k_anonymity_to_be_at_least",
+        {"quasi_identifiers": ("AGE", "ZIP3"), "k_min": 5},
+    )

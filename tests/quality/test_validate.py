@@ -16,15 +16,22 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_phi_guard.exceptions import QualityCheckFailedError
-from airflow_phi_guard.quality.suite import ExpectationSpec
+from airflow_phi_guard.quality.results import COUNT_FIELDS, RESULT_FORMAT, find_planted_values
+from airflow_phi_guard.quality.suite import ExpectationSpec, RiskCheck
 from airflow_phi_guard.quality.validate import (
-    RESULT_FORMAT,
     ValidationSummary,
     raise_for_failures,
     run_expectations,
     validate_governed_dataset,
 )
+from airflow_phi_guard.report import ConsentSummary
 from tests.quality.conftest import ALLOWLISTED, governed_table, make_report, pseudonym
+
+ALLOWLIST = "expect_table_columns_to_match_allowlist"
+NO_IDENTIFIERS = "expect_column_values_to_contain_no_identifiers"
+VALID_ZIP3 = "expect_column_values_to_be_valid_zip3"
+CAPPED_AGES = "expect_column_ages_to_be_capped"
+K_ANONYMITY = "expect_table_k_anonymity_to_be_at_least"
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,13 +44,25 @@ def gx_dirs(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _validate(
-    table: pa.Table, folder: Path, gx_dirs: tuple[Path, Path], suite_name: str
+    table: pa.Table,
+    folder: Path,
+    gx_dirs: tuple[Path, Path],
+    suite_name: str,
+    *,
+    risk: RiskCheck | None = None,
+    row_group_size: int | None = None,
+    report=None,
 ) -> ValidationSummary:
-    dataset = folder / "governed.parquet"
-    pq.write_table(table, dataset)
+    dataset = folder / f"{suite_name}.parquet"
+    pq.write_table(table, dataset, row_group_size=row_group_size)
     project, docs = gx_dirs
     return validate_governed_dataset(
-        dataset, make_report(), suite_name=suite_name, data_docs_dir=docs, gx_project_dir=project
+        dataset,
+        report or make_report(),
+        suite_name=suite_name,
+        data_docs_dir=docs,
+        gx_project_dir=project,
+        risk=risk,
     )
 
 
@@ -56,11 +75,11 @@ def test_a_governed_dataset_passes(tmp_path, gx_dirs):
 
     assert summary.success
     assert summary.failures == ()
-    # One column-set check, one per reduced column (5), and one per identifier found by value (B to O) in
-    # each kept text column (DESCRIPTION, GENDER).
-    assert summary.statistics.evaluated == 1 + 5 + 2 * 14
-    assert (summary.statistics.successful, summary.statistics.unsuccessful) == (1 + 5 + 2 * 14, 0)
-    assert summary.results[0] == ("expect_table_columns_to_match_set", None, True, None)
+    # The allowlist, the pseudonym's not-null and format checks, one per other reduced column (4), and
+    # one identifier scan per kept column (DESCRIPTION, GENDER, INCOME).
+    assert summary.statistics.evaluated == 1 + 2 + 4 + 3
+    assert (summary.statistics.successful, summary.statistics.unsuccessful) == (10, 0)
+    assert summary.results[0][:4] == (ALLOWLIST, None, True, None)
     raise_for_failures(summary)
 
 
@@ -68,28 +87,24 @@ def test_a_governed_dataset_passes(tmp_path, gx_dirs):
 @pytest.mark.parametrize(
     ("replace", "failure"),
     [
-        # An extra column: the output columns must be exactly the allowlisted ones (exact_match=True).
-        ({"SSN": ["999-12-3456", None, None, None]}, ("expect_table_columns_to_match_set", None, None)),
-        # A kept string column holding an SSN, a telephone number, an email address.
+        # An extra column: the output columns must be exactly the allowlisted ones; GX's own
+        # expect_table_columns_to_match_set(exact_match=False) would pass it (test_expectations.py).
+        ({"SSN": ["999-12-3456", None, None, None]}, (ALLOWLIST, None, None)),
+        # A kept column holding an SSN, a telephone number, an email address: the detectors find them.
         (
             {"DESCRIPTION": ["Well child visit", "SSN 123-45-6789", None, "x"]},
-            ("expect_column_values_to_not_match_regex", "DESCRIPTION", "G"),
+            (NO_IDENTIFIERS, "DESCRIPTION", "G"),
         ),
-        (
-            {"GENDER": ["F", "call 402-555-0199", "M", None]},
-            ("expect_column_values_to_not_match_regex", "GENDER", "D"),
-        ),
-        (
-            {"DESCRIPTION": ["alice368@example.org", None, None, "x"]},
-            ("expect_column_values_to_not_match_regex", "DESCRIPTION", "F"),
-        ),
+        ({"GENDER": ["F", "call 402-555-0199", "M", None]}, (NO_IDENTIFIERS, "GENDER", "D")),
+        ({"DESCRIPTION": ["alice368@example.org", None, None, "x"]}, (NO_IDENTIFIERS, "DESCRIPTION", "F")),
         # ZIP3 values are three digits: four is a ZIP that was not truncated.
-        ({"ZIP3": ["681", "6813", None, "000"]}, ("expect_column_values_to_match_regex", "ZIP3", "B")),
+        ({"ZIP3": ["681", "6813", None, "000"]}, (VALID_ZIP3, "ZIP3", "B")),
+        # 036 holds 20,000 people or fewer under Census 2020: it must have become 000.
+        ({"ZIP3": ["681", "036", None, "000"]}, (VALID_ZIP3, "ZIP3", "B")),
+        # 001 is no prefix of any ZIP code.
+        ({"ZIP3": ["681", "001", None, "000"]}, (VALID_ZIP3, "ZIP3", "B")),
         # Ages stop at 90, "90 or older".
-        (
-            {"AGE": pa.array([30, 95, None, 2], pa.int32())},
-            ("expect_column_values_to_be_between", "AGE", "C"),
-        ),
+        ({"AGE": pa.array([30, 95, None, 2], pa.int32())}, (CAPPED_AGES, "AGE", "C")),
         # A birth year of 1935 at the reference date 2026-12-01 belongs to someone at least 90: suppressed.
         (
             {"MOTHER_BIRTH_YEAR": pa.array([1935, 1960, None, 2000], pa.int32())},
@@ -102,7 +117,14 @@ def test_a_governed_dataset_passes(tmp_path, gx_dirs):
         ),
         # A pseudonym column that holds the source id instead of its keyed hash.
         (
-            {"PATIENT_KEY": [pseudonym("a"), "982192b6-6843-4011-ef46-32caaf87d8a9", pseudonym("c"), None]},
+            {
+                "PATIENT_KEY": [
+                    pseudonym("a"),
+                    "982192b6-6843-4011-ef46-32caaf87d8a9",
+                    pseudonym("c"),
+                    pseudonym("d"),
+                ]
+            },
             ("expect_column_values_to_match_regex", "PATIENT_KEY", None),
         ),
     ],
@@ -112,6 +134,8 @@ def test_a_governed_dataset_passes(tmp_path, gx_dirs):
         "phone",
         "email",
         "zip3-four-digits",
+        "zip3-restricted-kept",
+        "zip3-unknown",
         "age-95",
         "birth-year",
         "year",
@@ -126,12 +150,14 @@ def test_each_violation_fails_its_check(replace, failure, tmp_path, gx_dirs, req
     assert summary.statistics.unsuccessful == 1
 
 
-def test_a_missing_column_fails_the_column_set(tmp_path, gx_dirs):
+def test_a_missing_column_fails_the_allowlist(tmp_path, gx_dirs):
     table = governed_table().drop_columns(["GENDER"])
 
     summary = _validate(table, tmp_path, gx_dirs, "missing-column")
 
-    assert _failed(summary) == {("expect_table_columns_to_match_set", None, None)}
+    # The allowlist names it; the scan of a column that is not there cannot run and fails too.
+    assert (ALLOWLIST, None, None) in _failed(summary)
+    assert {outcome.column for outcome in summary.failures} <= {None, "GENDER"}
 
 
 def test_a_type_that_does_not_fit_its_treatment_is_refused_before_gx_runs(tmp_path, gx_dirs):
@@ -149,8 +175,8 @@ def test_raise_for_failures_names_checks_columns_and_letters(tmp_path, gx_dirs):
         raise_for_failures(summary, report_path="governed/report.json")
 
     message = str(raised.value)
-    assert "expect_table_columns_to_match_set" in message
-    assert "expect_column_values_to_match_regex on ZIP3 (identifier B)" in message
+    assert ALLOWLIST in message
+    assert f"{VALID_ZIP3} on ZIP3 (identifier B)" in message
     assert summary.data_docs_index in message
     assert raised.value.report_path == "governed/report.json"
     assert "6813" not in message
@@ -171,13 +197,13 @@ def test_data_docs_are_built_into_the_given_folder(tmp_path, gx_dirs):
     assert not [path for path in (project / "gx" / "uncommitted").rglob("*.html")]
 
 
-def test_the_project_disables_analytics_and_keeps_no_observations(tmp_path, gx_dirs, caplog):
+def test_the_project_disables_analytics_and_stores_counts_only(tmp_path, gx_dirs, caplog):
     with caplog.at_level(logging.WARNING, logger="airflow_phi_guard"):
         _validate(governed_table(AGE=pa.array([95, 96, 97, 98], pa.int32())), tmp_path, gx_dirs, "stored")
     project, _ = gx_dirs
 
-    # Nothing had to be withheld after the run: GX stored no observation in the first place.
-    assert "withheld" not in caplog.text
+    # Nothing had to be cut after the run: GX stored counts only in the first place.
+    assert "were cut" not in caplog.text
 
     config = (project / "gx" / "great_expectations.yml").read_text()
     assert "analytics_enabled: false" in config
@@ -185,12 +211,42 @@ def test_the_project_disables_analytics_and_keeps_no_observations(tmp_path, gx_d
     assert stored
     for path in stored:
         for expectation_result in json.loads(path.read_text())["results"]:
-            # BOOLEAN_ONLY: no observed value, no partial_unexpected_list, no counts of values.
-            assert expectation_result["result"] == {}
+            # No partial_unexpected_list, partial_unexpected_counts, index list or unexpected rows.
+            assert set(expectation_result["result"]) <= COUNT_FIELDS | {"observed_value", "details"}
+            if expectation_result["expectation_config"]["type"] == CAPPED_AGES:
+                assert expectation_result["result"]["details"]["above_top_age"] == 4
 
 
-def test_the_result_format_is_boolean_only():
-    assert RESULT_FORMAT == "BOOLEAN_ONLY"
+def test_the_result_format_asks_for_counts_without_values():
+    assert RESULT_FORMAT == {
+        "result_format": "SUMMARY",
+        "partial_unexpected_count": 0,
+        "exclude_unexpected_values": True,
+        "include_unexpected_rows": False,
+        "return_unexpected_index_query": False,
+    }
+
+
+def test_the_result_format_keeps_missing_and_unexpected_counts_and_no_value():
+    # A regex check skips missing values: under the product's format the result says how many were
+    # missing beside how many failed, and holds no failing value.
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    batch = context.data_sources.add_pandas("counts").add_dataframe_asset("counts")
+    definition = batch.add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add(gx.ExpectationSuite(name="counts"))
+    suite.add_expectation(gx.expectations.ExpectColumnValuesToMatchRegex(column="ZIP3", regex="^[0-9]{3}$"))
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name="counts", data=definition, suite=suite)
+    )
+
+    frame = pa.table({"ZIP3": ["681", "CANARY-4242", None, None]}).to_pandas()
+    result = validation.run(batch_parameters={"dataframe": frame}, result_format=dict(RESULT_FORMAT))
+
+    counts = result.results[0].result
+    assert (counts["element_count"], counts["missing_count"], counts["unexpected_count"]) == (4, 2, 1)
+    assert "CANARY-4242" not in json.dumps(result.to_json_dict())
 
 
 def test_gx_summary_format_would_copy_failing_values():
@@ -228,14 +284,23 @@ CANARY_NUMBERS = {"AGE": 9876543, "ENCOUNTER_YEAR": 31415926}
 
 
 def _files_containing(folder: Path, needles: list[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in folder.rglob("*"):
-        if path.is_file():
-            content = path.read_bytes()
-            hits = [needle for needle in needles if needle.encode() in content]
-            if hits:
-                found[str(path.relative_to(folder))] = hits
-    return found
+    return {
+        str(Path(path).relative_to(folder)): hits
+        for path, hits in find_planted_values([folder], needles).items()
+    }
+
+
+def test_the_scrubber_finds_a_planted_value_in_any_file_and_escape(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"v": 'CANARY "quoted" 123-45-6789'}))
+    (tmp_path / "b.html").write_text("<td>CANARY &lt;b&gt;</td>")
+    (tmp_path / "c.txt").write_text("nothing here")
+
+    found = find_planted_values([tmp_path], ['CANARY "quoted" 123-45-6789', "CANARY <b>", "absent"])
+
+    assert found == {
+        str(tmp_path / "a.json"): ['CANARY "quoted" 123-45-6789'],
+        str(tmp_path / "b.html"): ["CANARY <b>"],
+    }
 
 
 def test_canaries_reach_no_summary_log_store_or_data_docs(tmp_path, caplog):
@@ -258,7 +323,12 @@ def test_canaries_reach_no_summary_log_store_or_data_docs(tmp_path, caplog):
 
     with caplog.at_level(logging.DEBUG):
         summary = validate_governed_dataset(
-            dataset, make_report(), suite_name="canary", data_docs_dir=docs, gx_project_dir=project
+            dataset,
+            make_report(),
+            suite_name="canary",
+            data_docs_dir=docs,
+            gx_project_dir=project,
+            risk=RiskCheck(("ZIP3", "GENDER"), 2),
         )
     with pytest.raises(QualityCheckFailedError) as raised:
         raise_for_failures(summary)
@@ -283,15 +353,17 @@ def test_canaries_reach_no_summary_log_store_or_data_docs(tmp_path, caplog):
     assert leaks == {where: [] for where in texts}
     assert _files_containing(docs, needles) == {}
     assert _files_containing(project, needles) == {}
-    # BOOLEAN_ONLY kept the values out by itself: nothing had to be withheld after GX had written it.
+    # The format kept the values out by itself: nothing had to be cut after GX had written it.
     assert not [
         record
         for record in caplog.records
         if record.name.startswith("airflow_phi_guard") and record.levelno >= logging.WARNING
     ]
-    # The scan reads these files: the column names, which may be shown, are found in them.
+    # The scan reads these files: the column names, which may be shown, are found in them, and so are the
+    # counts of the custom checks.
     assert _files_containing(docs, ["DESCRIPTION"])
     assert _files_containing(project, ["DESCRIPTION"])
+    assert _files_containing(docs, ["above top age: 1"])
 
 
 def test_an_expectation_that_raises_has_its_message_withheld(tmp_path, caplog):
@@ -305,7 +377,9 @@ def test_an_expectation_that_raises_has_its_message_withheld(tmp_path, caplog):
 
     summary = run_expectations(table, [spec], suite_name="raises", data_docs_dir=docs, gx_project_dir=project)
 
-    assert summary.results == (("expect_column_mean_to_be_between", "BLOB", False, None),)
+    assert [outcome[:4] for outcome in summary.results] == [
+        ("expect_column_mean_to_be_between", "BLOB", False, None)
+    ]
     assert not summary.success
     assert _files_containing(docs, ["CANARY-BLOB", "Traceback"]) == {}
     assert _files_containing(project, ["CANARY-BLOB", "Traceback"]) == {}
@@ -385,4 +459,98 @@ def test_the_summary_lists_every_allowlisted_column_check_in_suite_order(tmp_pat
 
     columns = [outcome.column for outcome in summary.results[1:]]
     # GX reports results in an order of its own; the summary restores the suite's, which is output order.
-    assert list(dict.fromkeys(columns)) == [name for name in ALLOWLISTED if name != "INCOME"]
+    assert list(dict.fromkeys(columns)) == list(ALLOWLISTED)
+
+
+def test_missing_values_are_counted_beside_unexpected_ones_and_a_required_column_fails(tmp_path, gx_dirs):
+    keys = pa.array([pseudonym("a"), None, None, pseudonym("d")])
+    zips = pa.array(["681", None, None, "6813"])
+
+    summary = _validate(governed_table(PATIENT_KEY=keys, ZIP3=zips), tmp_path, gx_dirs, "nulls")
+
+    by_check = {(outcome.expectation_type, outcome.column): outcome for outcome in summary.results}
+    # The regex skips the two missing pseudonyms and passes; the not-null check of the key fails.
+    regex = by_check[("expect_column_values_to_match_regex", "PATIENT_KEY")]
+    assert (regex.success, regex.unexpected_count, regex.missing_count) == (True, 0, 2)
+    not_null = by_check[("expect_column_values_to_not_be_null", "PATIENT_KEY")]
+    assert (not_null.success, not_null.unexpected_count) == (False, 2)
+    # A missing ZIP3 is missing, not malformed; the four-digit one is.
+    zip3 = by_check[(VALID_ZIP3, "ZIP3")]
+    assert (zip3.success, zip3.unexpected_count, zip3.missing_count) == (False, 1, 2)
+    assert _failed(summary) == {
+        ("expect_column_values_to_not_be_null", "PATIENT_KEY", None),
+        (VALID_ZIP3, "ZIP3", "B"),
+    }
+
+
+def test_k_below_threshold_fails_the_k_anonymity_check(tmp_path, gx_dirs):
+    # GENDER F, M, F and missing: the classes M and "missing" hold one row each, k = 1 < 2.
+    summary = _validate(governed_table(), tmp_path, gx_dirs, "k-low", risk=RiskCheck(("GENDER",), 2))
+
+    assert _failed(summary) == {(K_ANONYMITY, None, None)}
+
+
+def test_k_at_threshold_passes(tmp_path, gx_dirs):
+    table = governed_table(GENDER=["F", "F", "M", "M"])
+
+    summary = _validate(table, tmp_path, gx_dirs, "k-ok", risk=RiskCheck(("GENDER",), 2))
+
+    assert summary.success
+
+
+def test_row_groups_are_validated_one_at_a_time_and_added_up(tmp_path, gx_dirs):
+    # One row per group: no group alone has a class of two rows, the whole set has; and the counts of the
+    # groups add up to those of the whole set.
+    table = governed_table(GENDER=["F", "F", "M", "M"], ZIP3=["681", None, "6813", "036"])
+    risk = RiskCheck(("GENDER",), 2)
+
+    whole = _validate(table, tmp_path, gx_dirs, "whole", risk=risk)
+    grouped = _validate(table, tmp_path, gx_dirs, "grouped", risk=risk, row_group_size=1)
+
+    assert pq.ParquetFile(tmp_path / "grouped.parquet").num_row_groups == 4
+    assert grouped.results == whole.results
+    assert _failed(grouped) == {(VALID_ZIP3, "ZIP3", "B")}
+    zip3 = next(outcome for outcome in grouped.results if outcome.column == "ZIP3")
+    assert (zip3.unexpected_count, zip3.missing_count) == (2, 1)
+
+
+def test_the_row_groups_are_read_one_at_a_time(tmp_path):
+    import pyarrow.dataset as ds
+
+    from airflow_phi_guard.quality.validate import _row_groups
+
+    pq.write_table(pa.table({"A": list(range(10))}), tmp_path / "a.parquet", row_group_size=3)
+
+    sizes = [batch.num_rows for batch in _row_groups(ds.dataset(tmp_path / "a.parquet", format="parquet"))]
+
+    assert sizes == [3, 3, 3, 1]
+
+
+def test_the_suite_page_shows_the_runs_consent_counts(tmp_path, gx_dirs):
+    consent = ConsentSummary(
+        as_of="2026-12-01",
+        date_rule="calendar date as recorded",
+        subject_id_normalization="trimmed",
+        purpose_codes=["HRESCH"],
+        subjects_matched=97,
+        rows_matched=4321,
+        admitted_rows_by_basis={"research-authorization": 3998, "irb-waiver": 211},
+        admitted_subjects_by_basis={"research-authorization": 88, "irb-waiver": 7},
+        excluded_rows_by_reason={"revoked": 77, "no-record": 35},
+    )
+    report = make_report().model_copy(update={"consent": consent})
+
+    _validate(governed_table(), tmp_path, gx_dirs, "consent-notes", report=report)
+
+    page = (gx_dirs[1] / "expectations" / "consent-notes.html").read_text()
+    for shown in (
+        "2026-12-01",
+        "research-authorization 3998",
+        "irb-waiver 211",
+        "research-authorization 88",
+        "irb-waiver 7",
+        "revoked 77",
+        "no-record 35",
+        "4321",
+    ):
+        assert shown in page

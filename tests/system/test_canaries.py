@@ -76,9 +76,17 @@ def _plant(folder: Path, description: str) -> Path:
     return folder
 
 
+#: The private surrogate mapping holds each patient id beside its code: like the raw extract it is PHI by
+#: design (the means of re-identification, 164.514(c)(2)), kept apart from the published output.
+SURROGATE_MAPPING = "surrogate-mapping.parquet"
+
+
 def _files_outside_the_data(run: DemoRun) -> list[Path]:
-    """Every file the run wrote except the raw PHI inputs and the governed set itself."""
-    files = [path for path in run.airflow_home.rglob("*") if path.is_file()]
+    """Every file the run wrote except the raw PHI inputs, the private surrogate mapping and the governed
+    set itself."""
+    files = [
+        path for path in run.airflow_home.rglob("*") if path.is_file() and path.name != SURROGATE_MAPPING
+    ]
     for path in run.output.rglob("*"):
         if path.is_file() and "raw" not in path.relative_to(run.output).parts and path.suffix != ".parquet":
             files.append(path)
@@ -139,3 +147,16 @@ def test_the_refused_run_still_emits_its_fail_event_with_the_decision(refused: D
     ]
     assert failed
     assert "phiGuard_policy" in failed[0]["run"]["facets"]
+
+
+def test_the_surrogate_mapping_holds_patient_ids_and_codes_only(published: DemoRun):
+    """The mapping is private, yet it keeps nothing but what it must: the patient ids and their codes."""
+    mapping = pq.read_table(published.airflow_home / SURROGATE_MAPPING)
+
+    assert mapping.column_names == ["namespace", "identifier", "code"]
+    assert set(mapping["namespace"].to_pylist()) == {"patient"}
+    assert all(
+        identifier.startswith(f"{CANARY}-PATIENT-") for identifier in mapping["identifier"].to_pylist()
+    )
+    governed = pq.read_table(published.output / "governed" / "readmission_risk.parquet")
+    assert not any(CANARY in code for code in governed["PATIENT_KEY"].to_pylist())

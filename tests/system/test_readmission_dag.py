@@ -30,6 +30,8 @@ def test_the_demo_leaves_every_promised_result(demo: DemoRun):
         "audit.txt",
         "audit.json",
         "models/readmission-risk-1.joblib",
+        "governed/readmission_risk_expert.parquet",
+        "reports/readmission_risk_expert.json",
     ):
         assert (demo.output / relative).is_file(), relative
     assert "audit.txt" in demo.console and "data-docs/index.html" in demo.console
@@ -82,7 +84,8 @@ def test_the_audit_names_what_reached_the_model_and_what_stopped(demo: DemoRun):
     reached = {entry["column"]: entry for entry in audit["reached"]}
     assert (reached["BIRTHDATE"]["treatment"], reached["BIRTHDATE"]["output_column"]) == ("age", "AGE")
     assert (reached["ZIP"]["treatment"], reached["ZIP"]["output_column"]) == ("zip3", "ZIP3")
-    assert reached["PATIENT"]["treatment"] == "pseudonymize"
+    # a random surrogate code from the private mapping (164.514(c)), never a code derived from the id
+    assert reached["PATIENT"]["treatment"] == "surrogate"
     assert reached["BIRTHDATE"]["identifier"] == "C" and reached["ZIP"]["identifier"] == "B"
     stopped = {entry["column"]: entry["identifier"] for entry in audit["stopped"]}
     for column, letter in {"SSN": "G", "FIRST": "A", "LAST": "A", "ADDRESS": "B", "DRIVERS": "K"}.items():
@@ -120,6 +123,79 @@ def test_the_training_task_is_in_the_lineage_with_the_model_as_its_output(demo: 
 
 def test_every_event_the_demo_wrote_validates_against_the_openlineage_schemas(demo: DemoRun):
     lines = [line for line in demo.events.read_text().splitlines() if line.strip()]
-    assert len(lines) >= 8  # START and an end event for the DAG and each of its four tasks
+    assert len(lines) >= 10  # START and an end event for the DAG and each of its five tasks
     for line in lines:
         validate_event(json.loads(line))
+
+
+def test_the_demo_output_is_reported_safe_harbor_de_identified_with_its_k(demo: DemoRun):
+    report = json.loads((demo.output / "reports" / "readmission_risk.json").read_text())
+
+    assert report["method"] == "safe-harbor"
+    # the policy's attestation is a sample the README tells users to replace; with it the verdict is met
+    assert report["safe_harbor"]["status"] == "met" and report["safe_harbor"]["breaches"] == []
+    risk = report["risk"]
+    assert risk["quasi_identifiers"] == ["AGE", "GENDER", "ZIP3"]
+    assert risk["k"] >= risk["k_min"] == 5
+    table = pq.read_table(demo.output / "governed" / "readmission_risk.parquet")
+    assert table.num_rows == report["rows"]["admitted"] - report["rows"]["suppressed"]
+    assert report["rows"]["suppressed"] == risk["suppressed_rows"]
+    assert "Safe Harbor met" in demo.console and f"k {risk['k']} over AGE, GENDER, ZIP3" in demo.console
+    # the codes come from the private mapping, which is not in the published output folder
+    mapping = demo.airflow_home / "surrogate-mapping.parquet"
+    assert set(table["PATIENT_KEY"].to_pylist()) <= set(pq.read_table(mapping)["code"].to_pylist())
+    assert not list(demo.output.rglob("surrogate-mapping.parquet"))
+
+
+def test_the_second_policy_is_labelled_expert_determination_not_safe_harbor(demo: DemoRun):
+    report = json.loads((demo.output / "reports" / "readmission_risk_expert.json").read_text())
+
+    assert report["method"] == "expert-determination"
+    assert report["expert_determination"]["report"]
+    assert report["safe_harbor"]["status"] == "not-met"
+    breaches = {(breach["column"], breach["identifier"]) for breach in report["safe_harbor"]["breaches"]}
+    assert breaches == {("START", "C"), ("PATIENT", "R")}  # shifted dates and keyed pseudonyms
+    assert report["date_shift"]["window_days"] == 30 and report["pseudonym_key_fingerprint"]
+    table = pq.read_table(demo.output / "governed" / "readmission_risk_expert.parquet")
+    assert str(table.schema.field("ENCOUNTER_DATE").type) == "date32[day]"
+
+
+def test_both_runs_write_their_subject_manifest_for_revocation_impact(demo: DemoRun):
+    for name in ("readmission_risk", "readmission_risk_expert"):
+        report = json.loads((demo.output / "reports" / f"{name}.json").read_text())
+        assert report["manifest"] is not None, name
+        assert report["manifest"]["subjects"] > 0
+
+
+def test_impact_answers_for_the_demo_runs_with_the_key_the_readme_names(demo: DemoRun):
+    """The README's "Revocation impact" command, on the demo's own events, registry and manifest key."""
+    import os
+    import subprocess
+
+    from tests.conftest import REPO
+
+    key = (demo.airflow_home / "manifest.key").read_text().strip()
+    completed = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "phi-guard"),
+            "impact",
+            "--events",
+            str(demo.events),
+            "--consent",
+            str(demo.output / "raw" / "consent_registry.csv"),
+            "--as-of",
+            "2026-12-01",
+            "--format",
+            "json",
+        ],
+        env={**os.environ, "PHI_GUARD_MANIFEST_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    answer = json.loads(completed.stdout)
+    assert len(answer["runs"]) == 2  # the Safe Harbor set and the expert determination set
+    assert key not in completed.stdout + completed.stderr

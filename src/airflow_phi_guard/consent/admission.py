@@ -13,8 +13,9 @@ compare by the registry's rule, the calendar date as recorded
 
 :func:`decide` states the rule for one subject's :class:`ConsentRecord` objects, to be read and tested;
 :class:`ConsentAdmission` applies the same rule to a whole registry at once with ``pyarrow.compute``
-(a check code per record, then ``max``/``any``/``min`` per subject with ``group_by``), and admits the
-rows of each batch with a hash lookup of the batch's normalised subject ids. Subject ids on both sides
+and numpy (a score per record, then one maximum per subject over the registry's subject grouping), and
+admits the rows of each batch through a hash table of the registry's subjects built once, so that a
+batch costs in proportion to its own rows. Subject ids on both sides
 are normalised the same way (:func:`normalize_subject_ids`, the policy's ``consent.subject_ids``).
 """
 
@@ -36,7 +37,6 @@ from airflow_phi_guard.consent.registry import (
     ConsentRegistry,
     SubjectGrouping,
     contradictory_subjects,
-    group_subjects,
     hash_text,
 )
 from airflow_phi_guard.exceptions import ConsentRegistryError
@@ -83,7 +83,14 @@ _CODE = {reason: position + 1 for position, reason in enumerate(_REASONS)}
 _ALL_PASSED = len(CHECK_ORDER)
 _STAGE_REASON = np.array([_CODE[reason] for reason in CHECK_ORDER] + [_ADMITTED], dtype=np.int8)
 _NO_RANK = np.int8(127)
+# A record's score folds its decision into one number, so that one maximum per subject decides it: a
+# stage of CHECK_ORDER below _ADMITTING, an admitting grant from _ADMITTING on (the earlier its basis in
+# the policy's order, the higher), an opt-out in force above everything.
+_ADMITTING = np.int8(16)
+_OPTED_OUT_SCORE = np.int8(100)
 _BASES = tuple(ConsentBasis)
+# A slot of the subject index: a subject's hash and its position + 1 (0 marks an empty slot).
+_SLOT = np.dtype([("hash", "<u8"), ("position", "<u8")])
 _UUID = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 
 
@@ -186,10 +193,13 @@ def normalize_subject_ids(
     """
     text = pc.utf8_trim_whitespace(_subject_text(subjects))
     if rule.uuid_case is UuidCase.FOLD:
-        is_uuid = pc.fill_null(pc.match_substring_regex(text, _UUID), False)
-        if pc.any(is_uuid).as_py():
-            text = pc.if_else(is_uuid, pc.utf8_lower(text), text)
-    if rule.digits is DigitIds.INTEGER:
+        # Only an id with an upper-case ASCII letter can change, so the UUID pattern runs only when the
+        # column has one (lower-case UUIDs, the common form, cost one comparison).
+        lowered = pc.ascii_lower(text)
+        if not pc.all(pc.fill_null(pc.equal(lowered, text), True)).as_py():
+            is_uuid = pc.fill_null(pc.match_substring_regex(text, _UUID), False)
+            text = pc.if_else(is_uuid, lowered, text)
+    if rule.digits is DigitIds.INTEGER and pc.any(pc.starts_with(text, "0")).as_py():
         text = pc.replace_substring_regex(text, pattern=r"^0+(\d+)$", replacement=r"\1")
     return text
 
@@ -263,21 +273,24 @@ class ConsentAdmission:
         self._check_arguments()
         self.covering = covering_codes(self.purpose, purposes_covering)
 
-        grouping, stage, opted, rank = self._record_checks()
-        # Per subject: the furthest stage of its records, any opt-out in force, the best basis rank.
-        order, starts = grouping.order, grouping.starts
-        if len(order):
-            best = np.maximum.reduceat(stage[order], starts)
-            any_opted = np.logical_or.reduceat(opted[order], starts)
-            best_rank = np.minimum.reduceat(rank[order], starts)
-        else:
-            best = any_opted = best_rank = np.zeros(0, dtype=np.int8)
+        grouping, score = self._record_checks()
+        # Per subject, the highest score of its records: any opt-out in force, else the admitting grant
+        # of the policy's earliest basis, else the furthest stage; one unbuffered maximum, no sort.
+        best = np.zeros(len(grouping.subjects), dtype=np.int8)
+        np.maximum.at(best, grouping.group, score)
+        del score
+        opted = best == _OPTED_OUT_SCORE
+        admitted = (best >= _ADMITTING) & ~opted
+        stage_reason = _STAGE_REASON[np.minimum(best, _ALL_PASSED)]
         self._subject_ids = grouping.subjects
         self._codes = np.where(
-            any_opted, np.int8(_CODE[ExclusionReason.OPTED_OUT]), _STAGE_REASON[best]
+            opted, np.int8(_CODE[ExclusionReason.OPTED_OUT]), np.where(admitted, _ADMITTED, stage_reason)
         ).astype(np.int8)
-        self._ranks = np.where(self._codes == _ADMITTED, best_rank, _NO_RANK).astype(np.int8)
-        self._index = _SubjectIndex(grouping.subjects, grouping.hashes)
+        self._ranks = np.where(admitted, _ADMITTING + len(self.bases_in_order) - 1 - best, _NO_RANK).astype(
+            np.int8
+        )
+        del best, opted, admitted, stage_reason
+        self._index = _SubjectIndex(grouping.subjects)
 
         self._seen = np.zeros(len(self._subject_ids), dtype=bool)
         self._rows_by_code = np.zeros(len(_REASONS) + 1, dtype=np.int64)
@@ -293,25 +306,32 @@ class ConsentAdmission:
         if not self.purpose:
             raise ValueError("the purpose is empty")
 
-    def _record_checks(self) -> tuple[SubjectGrouping, np.ndarray, np.ndarray, np.ndarray]:
-        """The records grouped by normalised subject, and per record its stage, opt-out in force and rank."""
+    def _record_checks(self) -> tuple[SubjectGrouping, np.ndarray]:
+        """The records grouped by normalised subject, and per record its score (see ``_ADMITTING``)."""
         table = self.registry.table
-        trimmed = table.column("subject_id").combine_chunks()
-        subjects = normalize_subject_ids(trimmed, self.normalization)
-        if len(trimmed) and not pc.all(pc.equal(subjects, trimmed)).as_py():
+        grouping = self.registry.grouping
+        # The normalisation runs over the distinct ids, not over every record, and regroups the
+        # records only when it changed an id.
+        subjects = normalize_subject_ids(grouping.subjects, self.normalization)
+        if len(subjects) and not pc.all(pc.equal(subjects, grouping.subjects)).as_py():
+            encoded = pc.dictionary_encode(subjects)
+            merged = SubjectGrouping(
+                subjects=encoded.dictionary, group=encoded.indices.to_numpy()[grouping.group]
+            )
             # Ids that were distinct as written may now be one subject, whose records can contradict.
-            grouping = group_subjects(subjects)
-            contradictions = contradictory_subjects(table, grouping)
-            if contradictions:
-                raise ConsentRegistryError(
-                    [
-                        f"consent registry {self.registry.source} is malformed: {contradictions} subject(s) "
-                        f"have contradictory records once ids are normalised ({self.normalization.rule}); "
-                        "fix those records or declare another consent.subject_ids"
-                    ]
-                )
-        else:
-            grouping = self.registry.grouping
+            if len(merged.subjects) < len(grouping.subjects):
+                contradictions = contradictory_subjects(table, merged)
+                if contradictions:
+                    raise ConsentRegistryError(
+                        [
+                            f"consent registry {self.registry.source} is malformed: {contradictions} "
+                            "subject(s) have contradictory records once ids are normalised "
+                            f"({self.normalization.rule}); fix those records or declare another "
+                            "consent.subject_ids"
+                        ]
+                    )
+            grouping = merged
+        del subjects
 
         as_of = pa.scalar(self.as_of, pa.date32())
         basis = table.column("basis")
@@ -339,11 +359,13 @@ class ConsentAdmission:
         opt_out = _numpy(pc.equal(basis, _BASES.index(ConsentBasis.OPT_OUT)))
         opted = opt_out & _numpy(started) & _numpy(not_revoked)
 
-        rank_of_basis = np.full(len(_BASES), _NO_RANK, dtype=np.int8)
+        score_of_basis = np.zeros(len(_BASES), dtype=np.int8)
         for position, accepted_basis in enumerate(self.bases_in_order):
-            rank_of_basis[_BASES.index(accepted_basis)] = position
-        rank = np.where(stage == _ALL_PASSED, rank_of_basis[_numpy(basis).astype(np.int64)], _NO_RANK)
-        return grouping, stage, opted, rank.astype(np.int8)
+            score_of_basis[_BASES.index(accepted_basis)] = (
+                _ADMITTING + len(self.bases_in_order) - 1 - position
+            )
+        score = np.where(stage == _ALL_PASSED, score_of_basis[_numpy(basis).astype(np.intp)], stage)
+        return grouping, np.where(opted, _OPTED_OUT_SCORE, score).astype(np.int8)
 
     def _codes_for(self, subjects: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         """The decision code of every row, and the registry position of its subject (-1 when none)."""
@@ -420,30 +442,100 @@ class ConsentAdmission:
 
 
 class _SubjectIndex:
-    """Positions of ids among the distinct registry subjects, by 64-bit hash and binary search.
+    """Positions of ids among the distinct registry subjects: a hash table built once, O(batch) lookups.
 
-    ``pc.index_in`` would rebuild its hash table of every registry subject for each batch; the sorted
-    hashes of :class:`~airflow_phi_guard.consent.registry.SubjectGrouping` are built once, and each lookup
-    costs a hash and a ``searchsorted`` per row, then an exact comparison with the candidate's text, so a
-    hash collision can never match the wrong subject. When two registry subjects share a hash, the
-    grouping has no hashes and lookups fall back to ``index_in``.
+    ``pc.index_in`` would rebuild its hash table of every registry subject for each batch. This table
+    holds each subject's 64-bit hash (:func:`~airflow_phi_guard.consent.registry.hash_text`) by linear
+    probing from a home slot named by the hash's top bits, built with one sort and probed with
+    vectorised numpy steps; a lookup costs a hash and a probe or two per row, then an exact comparison
+    with the candidate's text, so a hash collision can never match the wrong subject. When two registry
+    subjects share a hash under every seed tried, the index falls back to ``index_in`` per batch.
+
+    :param subjects: the distinct subject ids.
     """
 
-    def __init__(self, subjects: pa.Array, hashes: np.ndarray | None) -> None:
+    # A load of at most 3/4 keeps the probe runs short (one or two probes on average).
+    _LOAD = 0.75
+    _SEEDS = 3
+
+    def __init__(self, subjects: pa.Array) -> None:
         self._subjects = subjects
-        self._hashes = hashes
+        self._seed = 0
+        self._table: np.ndarray | None = None
+        self._shift = np.uint64(0)
+        if not len(subjects):
+            return
+        bits = max(4, int(np.ceil(np.log2(len(subjects) / self._LOAD))))
+        self._shift = np.uint64(64 - bits)
+        for seed in range(self._SEEDS):
+            table = _build_table(hash_text(subjects, seed), self._shift)
+            if table is not None:
+                self._seed, self._table = seed, table
+                return
 
     def positions(self, values: pa.Array) -> np.ndarray:
         """The position of every value among the subjects, -1 where it is absent or null."""
-        if self._hashes is None:
+        if not len(values) or not len(self._subjects):
+            return np.full(len(values), -1, dtype=np.int64)
+        if self._table is None:
             found = pc.index_in(values, value_set=self._subjects)
             return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        if not len(self._hashes) or not len(values):
-            return np.full(len(values), -1, dtype=np.int64)
-        slots = np.minimum(np.searchsorted(self._hashes, hash_text(values)), len(self._hashes) - 1)
-        same = pc.equal(pc.take(self._subjects, pa.array(slots)), values)
-        same = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
-        return np.where(same, slots, -1).astype(np.int64)
+
+        hashes = hash_text(values, self._seed)
+        probe = (hashes >> self._shift).astype(np.intp)
+        # The first probe settles most rows at once; only the rest of a probe run goes round the loop,
+        # which ends at an empty slot (the table ends with one).
+        rows = self._table[probe]
+        held = rows["position"].astype(np.int64) - 1
+        hit = (held >= 0) & (rows["hash"] == hashes)
+        positions = np.where(hit, held, -1)
+        pending = np.flatnonzero((held >= 0) & ~hit)
+        probe = probe[pending] + 1
+        while len(pending):
+            rows = self._table[probe]
+            held = rows["position"].astype(np.int64) - 1
+            hit = (held >= 0) & (rows["hash"] == hashes[pending])
+            positions[pending[hit]] = held[hit]
+            going_on = (held >= 0) & ~hit
+            pending, probe = pending[going_on], probe[going_on] + 1
+
+        # The text itself decides: a hash match with another id is no match. Known shortcoming: this take
+        # of each row's candidate id from the registry's subjects is a random read of text, about a third
+        # of admit() at ten million rows; comparing the 64-bit words hash_text already read would be
+        # cheaper, at the price of keeping the subjects' words beside their text.
+        found = positions >= 0
+        same = pc.equal(pc.take(self._subjects, pa.array(np.where(found, positions, 0))), values)
+        found &= pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        positions[~found] = -1
+        return positions
+
+
+def _build_table(hashes: np.ndarray, shift: np.uint64) -> np.ndarray | None:
+    """Linear probing without wrap-around, built in one sort: per slot a hash and its position + 1.
+
+    Sorted by hash, the subjects come in the order of their home slots (the hash's top bits), and
+    linear probing puts each in the first free slot from its home on: ``max(home, previous slot + 1)``,
+    one running maximum. The table holds every home slot and the last slot used, plus one empty slot
+    that ends every probe run. A slot is one record of two words, so that a probe reads one cache line
+    (numpy gathers the records of a structured array many times faster than the rows of a 2-D array).
+
+    :param hashes: the hash of each distinct subject.
+    :param shift: 64 minus the number of bits of a home slot.
+    :returns: the table, or None when two subjects share a hash.
+    """
+    order = np.argsort(hashes)
+    ordered = hashes[order]
+    if np.any(ordered[1:] == ordered[:-1]):
+        return None
+    home = (ordered >> shift).astype(np.int64)
+    steps = np.arange(len(home), dtype=np.int64)
+    slots = np.maximum.accumulate(home - steps) + steps
+    del home, steps
+    homes = 1 << (64 - int(shift))
+    table = np.zeros(max(homes, int(slots[-1]) + 1) + 1, dtype=_SLOT)
+    table["hash"][slots] = ordered
+    table["position"][slots] = order.astype(np.uint64) + np.uint64(1)
+    return table
 
 
 def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -3,8 +3,9 @@
 A registry has one row per permission with the columns ``subject_id``, ``basis``, ``purposes``,
 ``granted_at``, ``expires_at``, ``revoked_at`` and ``reference``; other columns are ignored. ``purposes``
 is a list (``list<string>``; CSV sources split ``;``-separated text into one). Every source (files, SQL,
-FHIR) hands a table in this format to :func:`registry_from_table`, which validates it with vectorised
-``pyarrow.compute`` calls, never one Python object per row, so that ten million permissions fit.
+FHIR) hands a table in this format to :func:`registry_from_table` (or its batches to
+:func:`registry_from_batches`), which validates it chunk by chunk with vectorised ``pyarrow.compute``
+calls, never one Python object per row, so that ten million permissions fit.
 
 Rules of reading, the same for every source:
 
@@ -38,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -62,10 +64,10 @@ DATE_RULE = "calendar-date-as-recorded"
 #: The columns of a validated registry, as :class:`ConsentRegistry` holds them.
 RECORD_SCHEMA = pa.schema(
     [
-        pa.field("subject_id", pa.string()),
+        pa.field("subject_id", pa.dictionary(pa.int32(), pa.string())),
         pa.field("basis", pa.int8()),
-        pa.field("purposes", pa.list_(pa.string())),
-        pa.field("purpose_mask", pa.int64()),
+        pa.field("purposes", pa.list_(pa.dictionary(pa.int8(), pa.string()))),
+        pa.field("purpose_mask", pa.int16()),
         pa.field("granted_at", pa.date32()),
         pa.field("expires_at", pa.date32()),
         pa.field("revoked_at", pa.date32()),
@@ -75,6 +77,8 @@ RECORD_SCHEMA = pa.schema(
 
 _DATE_COLUMNS = ("granted_at", "expires_at", "revoked_at")
 _HASH_CHUNK = 1 << 20
+# The bits a purpose mask can use (one per PurposeOfUse code); a test holds the vocabulary to it.
+_MASK_BITS = 16
 # A basis travels as its position in this tuple.
 _BASES = tuple(ConsentBasis)
 # An ISO 8601 date, alone or followed by a time of day and an optional offset; the calendar part is then
@@ -208,9 +212,11 @@ class ConsentRegistry:
     """All consent records of one source, validated and held as Arrow columns, one row per record.
 
     Build one with :func:`registry_from_table` (or :meth:`from_records`); the constructor takes a table
-    that is already valid. The columns are those of :data:`RECORD_SCHEMA`: ``subject_id`` trimmed,
-    ``basis`` as the position of its :class:`~airflow_phi_guard.policy.models.ConsentBasis`,
-    ``purposes`` as recorded (trimmed, blanks dropped), ``purpose_mask`` the set of PurposeOfUse codes
+    that is already valid. The columns are those of :data:`RECORD_SCHEMA`: ``subject_id`` trimmed and
+    dictionary-encoded (each distinct id held once, the indices being the subject grouping), ``basis``
+    as the position of its :class:`~airflow_phi_guard.policy.models.ConsentBasis`,
+    ``purposes`` as recorded (trimmed, blanks dropped; one-byte codes of the vocabulary's spellings, read
+    back as text), ``purpose_mask`` (16 bits) the set of PurposeOfUse codes
     they stand for (one bit per code of :data:`~airflow_phi_guard.consent.purposes.PURPOSE_OF_USE`),
     and the three dates as ``date32``.
 
@@ -279,12 +285,12 @@ class ConsentRegistry:
     @property
     def subject_ids(self) -> pa.Array:
         """Every subject with at least one record, trimmed, in order of first appearance."""
-        return pc.unique(self._table.column("subject_id").combine_chunks())
+        return self.grouping.subjects
 
     @property
     def subject_count(self) -> int:
         """How many distinct subjects (after trimming) have a record."""
-        return pc.count_distinct(self._table.column("subject_id")).as_py()
+        return len(self.grouping.subjects)
 
     @property
     def records(self) -> tuple[ConsentRecord, ...]:
@@ -299,8 +305,9 @@ class ConsentRegistry:
 
         :param subject_id: the subject, compared after trimming whitespace.
         """
-        chosen = pc.equal(self._table.column("subject_id"), pa.scalar(subject_id.strip(), pa.string()))
-        return _records_of(self._table.filter(chosen))
+        grouping = self.grouping
+        position = pc.index(grouping.subjects, pa.scalar(subject_id.strip(), pa.string())).as_py()
+        return _records_of(self._table.filter(pa.array(grouping.group == position)))
 
 
 def _records_of(table: pa.Table) -> tuple[ConsentRecord, ...]:
@@ -321,43 +328,96 @@ def _records_of(table: pa.Table) -> tuple[ConsentRecord, ...]:
 def registry_from_table(table: pa.Table, source: str) -> ConsentRegistry:
     """Validate a table in the registry format into a :class:`ConsentRegistry`, column by column.
 
+    The table is held by the caller while it is validated, so memory peaks at the table plus the
+    registry; :func:`registry_from_batches` holds one batch at a time.
+
     :param table: the registry's rows; extra columns are ignored.
     :param source: how the registry is named, in the registry and in errors.
     :raises ConsentRegistryError: a required column is missing or of the wrong type, or rows are
         malformed (counted per column and problem, never quoted).
     """
-    columns = _required_columns(table, source)
     problems: Counter[tuple[str, str]] = Counter()
+    return _assembled([_validated_columns(table, source, problems)], source, problems)
 
-    subject_id = _subject_column(columns["subject_id"], problems)
-    basis = _basis_column(columns["basis"], problems)
-    purposes, purpose_mask = _purpose_columns(columns["purposes"], basis, problems)
-    dates = {name: _date_column(name, columns[name], problems) for name in _DATE_COLUMNS}
+
+def registry_from_batches(
+    batches: Iterable[pa.RecordBatch | pa.Table], source: str, schema: pa.Schema
+) -> ConsentRegistry:
+    """Validate a registry read batch by batch, so that only its validated columns are ever held.
+
+    The same rules and refusals as :func:`registry_from_table`, whose input table is held in full while
+    it is validated; here each batch is released once read (for ``pyarrow.parquet.ParquetFile``'s
+    ``iter_batches`` or a dataset scanner).
+
+    :param batches: the registry's rows, in order.
+    :param source: how the registry is named, in the registry and in errors.
+    :param schema: the schema of the batches, checked before the first is read (and enough for a
+        registry without rows).
+    :raises ConsentRegistryError: as :func:`registry_from_table`.
+    """
+    problems: Counter[tuple[str, str]] = Counter()
+    parts = [_validated_columns(schema.empty_table(), source, problems)]
+    for batch in batches:
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        parts.append(_validated_columns(table, source, problems))
+        del table, batch
+    return _assembled(parts, source, problems)
+
+
+def _validated_columns(
+    table: pa.Table, source: str, problems: Counter[tuple[str, str]]
+) -> dict[str, pa.Array | pa.ChunkedArray]:
+    """The columns of :data:`RECORD_SCHEMA` read from one table, ``subject_id`` still as trimmed text."""
+    columns = _required_columns(table, source)
+    subject_id = _subject_column(columns.pop("subject_id"), problems)
+    basis = _basis_column(columns.pop("basis"), problems)
+    purposes, purpose_mask = _purpose_columns(columns.pop("purposes"), basis, problems)
+    dates = {name: _date_column(name, columns.pop(name), problems) for name in _DATE_COLUMNS}
     for name in ("expires_at", "revoked_at"):
         before = pc.fill_null(pc.less(dates[name], dates["granted_at"]), False)
         problems[(name, "before_granted")] += pc.sum(before).as_py() or 0
-    reference = pc.utf8_trim_whitespace(_as_text(columns["reference"]))
-    reference = pc.if_else(pc.equal(pc.utf8_length(reference), 0), pa.scalar(None, pa.string()), reference)
+    reference = _trimmed(_as_text(columns.pop("reference")))
+    blank = pc.equal(pc.binary_length(reference), 0)
+    if pc.any(blank).as_py():
+        reference = pc.if_else(blank, pa.scalar(None, pa.string()), reference)
+    return {
+        "subject_id": subject_id,
+        "basis": basis,
+        "purposes": purposes,
+        "purpose_mask": purpose_mask,
+        **dates,
+        "reference": reference,
+    }
 
-    validated = pa.Table.from_arrays(
-        [
-            subject_id,
-            basis,
-            purposes,
-            purpose_mask,
-            dates["granted_at"],
-            dates["expires_at"],
-            dates["revoked_at"],
-            reference,
-        ],
-        schema=RECORD_SCHEMA,
-    )
-    grouping = None
-    if not +problems:
-        # Contradictions are looked for only among well-formed rows: a malformed row has no meaning.
-        grouping = group_subjects(subject_id)
-        problems[("subject_id", "contradictory")] += contradictory_subjects(validated, grouping)
+
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+
+
+def _assembled(
+    parts: list[dict[str, pa.Array | pa.ChunkedArray]], source: str, problems: Counter[tuple[str, str]]
+) -> ConsentRegistry:
+    """The registry of validated parts, grouped by subject and checked for contradictions, or a refusal."""
     problems = +problems
+    if not problems:
+        columns = {
+            field.name: pa.chunked_array(
+                [chunk for part in parts for chunk in _chunks(part[field.name])],
+                pa.string() if field.name == "subject_id" else field.type,
+            )
+            for field in RECORD_SCHEMA
+        }
+        del parts
+        # Contradictions are looked for only among well-formed rows: a malformed row has no meaning.
+        grouping = group_subjects(columns["subject_id"])
+        # The ids are held once each, as the dictionary of their grouping, not once per record.
+        columns["subject_id"] = pa.DictionaryArray.from_arrays(
+            pa.array(grouping.group, pa.int32()), grouping.subjects
+        )
+        validated = pa.Table.from_arrays(list(columns.values()), schema=RECORD_SCHEMA)
+        del columns
+        problems[("subject_id", "contradictory")] += contradictory_subjects(validated, grouping)
+        problems = +problems
     if problems:
         raise ConsentRegistryError(
             [
@@ -377,33 +437,62 @@ def contradictory_subjects(records: pa.Table, grouping: SubjectGrouping | None =
     different basis, purposes, ``granted_at``, ``expires_at`` or ``revoked_at``. Exact duplicates are one
     record, and two documents with the same terms (differing only in ``reference``) are no contradiction.
 
-    Candidates are found with 64-bit hashes of the keys (a collision can only add a candidate, never hide
-    one); each candidate subject's records are then checked exactly.
+    Candidates are found with 64-bit hashes of the keys, compared against the exact end dates (a key
+    collision can only add a candidate, never hide one); each candidate subject's records are then
+    checked exactly. Only the document rule compares its terms by a 64-bit hash, which could hide a
+    contradiction with a chance of about 2^-64 per pair of records of one document.
 
     :param records: validated records (:data:`RECORD_SCHEMA`).
     :param grouping: the records grouped by subject, when ids are normalised otherwise than trimmed.
     """
     grouping = grouping if grouping is not None else group_subjects(records.column("subject_id"))
-    group = grouping.group.astype(np.uint64)
-    basis = np.asarray(records.column("basis").to_numpy(), dtype=np.uint64)
-    mask = records.column("purpose_mask").to_numpy().view(np.uint64)
-    granted, expires, revoked = (_days(records.column(name)) for name in _DATE_COLUMNS)
-    ends = _mix(_mix(expires ^ np.uint64(0x51)) ^ revoked)
-    terms = _mix(_mix(_mix(group ^ np.uint64(0x17)) ^ basis) ^ mask)
-    candidates = [_candidate_groups(_mix(terms ^ granted), ends, grouping.group)]
+    group = grouping.group
+    # A subject with a single record cannot contradict itself: only the others are looked at.
+    several = np.bincount(group, minlength=len(grouping.subjects))[group] > 1
+    if not several.any():
+        return 0
+    if not several.all():
+        chosen = pa.array(several)
+        records, group = records.filter(chosen), group[several]
+    del several
+
+    # Exact words to hash: the subject's group and granted_at in one, the basis and the purpose codes
+    # (13 bits) in another; both end dates in a third, compared exactly, never hashed. Built in place,
+    # so that a few arrays of one word per record are alive at a time.
+    key = group.astype(np.uint64)
+    key <<= np.uint64(32)
+    key |= _days(records.column("granted_at"))
+    _mix(key, in_place=True)
+    terms = np.asarray(_numpy(records.column("basis")), dtype=np.uint64)
+    terms <<= np.uint64(_MASK_BITS)
+    terms |= _numpy(records.column("purpose_mask")).astype(np.uint64)
+    key ^= terms
+    del terms
+    _mix(key, in_place=True)
+    ends = _days(records.column("expires_at"))
+    ends <<= np.uint64(32)
+    ends |= _days(records.column("revoked_at"))
+    candidates = [_candidate_groups(key, ends, group)]
+    del key, ends
 
     has_reference = records.column("reference").is_valid().to_numpy(zero_copy_only=False)
     if has_reference.any():
-        document = _mix(_mix(group ^ np.uint64(0x29)) ^ hash_text(records.column("reference"), seed=1))
-        whole = _mix(_mix(_mix(basis ^ np.uint64(0x3B)) ^ mask) ^ _mix(granted ^ ends))
-        candidates.append(
-            _candidate_groups(document[has_reference], whole[has_reference], grouping.group[has_reference])
-        )
+        referenced = records.column("reference")
+        if not has_reference.all():
+            referenced = referenced.filter(pa.array(has_reference))
+        document = _mix(group[has_reference].astype(np.uint64) ^ np.uint64(0x29), in_place=True)
+        document ^= hash_text(referenced, seed=1)
+        _mix(document, in_place=True)
+        # Any repetition of one document in one subject is checked exactly: its terms are not hashed,
+        # so no collision can hide a contradiction (exact duplicates only cost the exact check).
+        candidates.append(_candidate_groups(document, None, group[has_reference]))
+        del referenced, document
+
     suspects = np.unique(np.concatenate(candidates))
     if not len(suspects):
         return 0
-    chosen = pa.array(np.isin(grouping.group, suspects))
-    subset = records.filter(chosen).set_column(0, "subject_id", pa.array(grouping.group).filter(chosen))
+    chosen = pa.array(np.isin(group, suspects))
+    subset = records.filter(chosen).set_column(0, "subject_id", pa.array(group).filter(chosen))
     return _exact_contradictions(subset)
 
 
@@ -428,67 +517,57 @@ def _exact_contradictions(records: pa.Table) -> int:
 
 @dataclass(frozen=True)
 class SubjectGrouping:
-    """The records of a registry grouped by subject id, exactly, computed once with numpy.
+    """The records of a registry grouped by subject id, exactly.
 
-    :param subjects: the distinct ids, ordered by their hash.
-    :param hashes: the 64-bit hash of each distinct id, ascending; None when two distinct ids share one,
-        in which case lookups fall back to ``pc.index_in``.
-    :param group: per record (in the registry's order), the position of its id in ``subjects``.
-    :param order: the records sorted by group.
-    :param starts: where each group begins in ``order``.
+    :param subjects: the distinct ids, in order of first appearance.
+    :param group: per record (in the registry's order), the position of its id in ``subjects``
+        (``int32``).
     """
 
     subjects: pa.Array
-    hashes: np.ndarray | None
     group: np.ndarray
-    order: np.ndarray
-    starts: np.ndarray
+
+    @cached_property
+    def order(self) -> np.ndarray:
+        """The records sorted by group, stably (computed on first use)."""
+        return np.argsort(self.group, kind="stable")
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Where each group begins in :attr:`order` (computed on first use)."""
+        return np.concatenate([[0], np.cumsum(np.bincount(self.group, minlength=len(self.subjects)))[:-1]])
 
 
-def group_subjects(subject_ids: pa.Array) -> SubjectGrouping:
-    """Group records by their (non-null) subject ids: by hash and sort, then verified string by string.
+def group_subjects(subject_ids: pa.Array | pa.ChunkedArray) -> SubjectGrouping:
+    """Group records by their subject ids (null as empty), exactly, in one hash pass.
 
     :param subject_ids: one id per record.
     """
-    # Known shortcoming: this grouping (hash, argsort, a take of every id in sorted order) and the two
-    # sorts of contradictory_subjects dominate at scale. benchmarks/consent_scale.py measured 10 million
-    # permissions and rows at 238 s against 9 s for a bare read (26x, 5.2 GB peak) on the shared 2-core
-    # machine, far from the issue's "well under a minute"; 1 million took 7 s. Sorting once by (subject
-    # hash, record key hash) and deriving both checks and the per-subject decision from that one order,
-    # and verifying ids only where hashes repeat, would remove most of it.
-    subject_ids = pc.fill_null(subject_ids.cast(pa.string()), "")
-    if isinstance(subject_ids, pa.ChunkedArray):
-        subject_ids = subject_ids.combine_chunks()
-    hashes = hash_text(subject_ids)
-    order = np.argsort(hashes, kind="stable")
-    ordered = hashes[order]
-    texts = pc.take(subject_ids, pa.array(order))
-    same_hash = ordered[1:] == ordered[:-1]
-    same_text = pc.equal(texts.slice(1), texts.slice(0, max(len(texts) - 1, 0))).to_numpy(
-        zero_copy_only=False
-    )
-    exact = not np.any(same_hash & ~same_text)
-    if not exact:
-        # Two distinct ids share a hash (about one chance in 10^5 for ten million ids): sort the text.
-        order = pc.sort_indices(subject_ids).to_numpy()
-        texts = pc.take(subject_ids, pa.array(order))
-        same_text = pc.equal(texts.slice(1), texts.slice(0, max(len(texts) - 1, 0))).to_numpy(
-            zero_copy_only=False
-        )
-    boundary = np.concatenate([[len(order) > 0], ~same_text]) if len(order) else np.zeros(0, bool)
-    starts = np.flatnonzero(boundary)
-    group = np.empty(len(order), dtype=np.int64)
-    group[order] = np.cumsum(boundary) - 1
+    # Arrow's dictionary encoding compares the ids themselves, so no hash of ours has to be verified,
+    # and no sort is needed: the per-subject decision reduces over the group codes directly.
+    # Known shortcoming: it is the largest single cost of a registry at scale, and what keeps the peak
+    # memory of benchmarks/consent_scale.py above 2 GB: for 10 million permissions (5 million subjects)
+    # about 3 s on the shared 2-core machine and about 0.9 GB of resident memory above the validated
+    # columns (its hash table and growing dictionary). A numpy grouping by hash_text and one stable sort,
+    # tried, was slower and saved little, since taking the distinct ids out of a chunked column copies
+    # it; a chunk-aware take of the first occurrences would be the next thing to try.
+    subject_ids = subject_ids.cast(pa.string())
+    if subject_ids.null_count:
+        subject_ids = pc.fill_null(subject_ids, "")
+    encoded = pc.dictionary_encode(subject_ids)
+    if isinstance(encoded, pa.Array):
+        return SubjectGrouping(subjects=encoded.dictionary, group=encoded.indices.to_numpy())
+    # The chunks of a chunked encoding share one dictionary, the last chunk's being complete.
+    chunks = encoded.chunks
     return SubjectGrouping(
-        subjects=pc.take(subject_ids, pa.array(order[starts])),
-        hashes=ordered[starts] if exact else None,
-        group=group,
-        order=order,
-        starts=starts,
+        subjects=chunks[-1].dictionary if chunks else pa.array([], pa.string()),
+        group=np.concatenate([chunk.indices.to_numpy() for chunk in chunks])
+        if chunks
+        else np.zeros(0, dtype=np.int32),
     )
 
 
-def hash_text(values: pa.Array, seed: int = 0) -> np.ndarray:
+def hash_text(values: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarray:
     """A 64-bit hash per text value (its UTF-8 bytes and length; null as empty), computed with numpy.
 
     Not a cryptographic hash: it groups and looks up ids, and every match it proposes is verified on
@@ -497,13 +576,17 @@ def hash_text(values: pa.Array, seed: int = 0) -> np.ndarray:
     :param values: text values.
     :param seed: varies the hash.
     """
-    values = pc.fill_null(values.cast(pa.string()), "")
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+    values = values.cast(pa.string())
+    if values.null_count:
+        values = pc.fill_null(values, "")
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     hashes = np.empty(len(values), dtype=np.uint64)
-    for start in range(0, len(values), _HASH_CHUNK):
-        chunk = values.slice(start, _HASH_CHUNK)
-        hashes[start : start + len(chunk)] = _hash_chunk(chunk, seed)
+    at = 0
+    for chunk in chunks:
+        for start in range(0, len(chunk), _HASH_CHUNK):
+            part = chunk.slice(start, _HASH_CHUNK)
+            hashes[at : at + len(part)] = _hash_chunk(part, seed)
+            at += len(part)
     return hashes
 
 
@@ -514,6 +597,18 @@ def _hash_chunk(values: pa.Array, seed: int) -> np.ndarray:
     if not longest:
         return hashes
     width = -(-longest // 8) * 8
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[
+        values.offset : values.offset + len(values) + 1
+    ]
+    if not values.null_count and int(offsets[-1] - offsets[0]) == longest * len(values):
+        # Ids of one length (UUIDs, fixed-format numbers) already lie in one block of bytes: padded with
+        # zeros in numpy, they give the very words of the general path without a padded copy in Arrow.
+        data = np.frombuffer(values.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        block = np.zeros((len(values), width), dtype=np.uint8)
+        block[:, :longest] = data.reshape(len(values), longest)
+        for word in block.view("<u8").T:
+            hashes = _mix(hashes ^ word)
+        return hashes
     # Padded to one width, ASCII ids lie in one (rows x width) block of bytes, read as 64-bit words.
     padded = pc.utf8_rpad(values, width=width, padding="\x00")
     data = padded.buffers()[2]
@@ -557,30 +652,59 @@ def _hash_bytes(values: pa.Array, hashes: np.ndarray) -> np.ndarray:
     return hashes
 
 
-def _mix(values: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser: spreads every input bit over the whole word (wrapping arithmetic)."""
-    values = values ^ (values >> np.uint64(30))
-    values = values * np.uint64(0xBF58476D1CE4E5B9)
-    values = values ^ (values >> np.uint64(27))
-    values = values * np.uint64(0x94D049BB133111EB)
-    return values ^ (values >> np.uint64(31))
+def _mix(values: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """The splitmix64 finaliser: spreads every input bit over the whole word (wrapping arithmetic).
+
+    :param values: 64-bit words.
+    :param in_place: overwrite ``values`` instead of returning a new array.
+    """
+    # In place on one array: each step would otherwise allocate a temporary of the whole input.
+    if in_place:
+        values ^= values >> np.uint64(30)
+    else:
+        values = values ^ (values >> np.uint64(30))
+    values *= np.uint64(0xBF58476D1CE4E5B9)
+    values ^= values >> np.uint64(27)
+    values *= np.uint64(0x94D049BB133111EB)
+    values ^= values >> np.uint64(31)
+    return values
+
+
+def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A null-free Arrow array as one numpy array."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.to_numpy(zero_copy_only=False)
 
 
 def _days(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A date column as day numbers, null as a day no date has."""
+    """A date column as day numbers in 32 bits (null as a day no date has), held in 64-bit words."""
     days = pc.fill_null(column.cast(pa.int32()), np.iinfo(np.int32).min)
-    return np.asarray(days.to_numpy(zero_copy_only=False), dtype=np.uint64)
+    days = np.ascontiguousarray(days.to_numpy(zero_copy_only=False), dtype=np.int32)
+    return days.view(np.uint32).astype(np.uint64)
 
 
-def _candidate_groups(keys: np.ndarray, values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Groups with two records of one key hash but different value hashes: contradictions, or collisions."""
-    if not len(keys):
-        return np.zeros(0, dtype=np.int64)
+def _candidate_groups(keys: np.ndarray, values: np.ndarray | None, groups: np.ndarray) -> np.ndarray:
+    """Groups with two records of one key hash but different values (any two, without values)."""
+    if len(keys) < 2:
+        return np.zeros(0, dtype=groups.dtype)
+    # Most registries hold no two records of one key at all: one sort of the keys alone shows it, and
+    # only the records of repeated keys go through the sort with their values.
+    ordered = np.sort(keys)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    del ordered
+    if not len(repeated):
+        return np.zeros(0, dtype=groups.dtype)
+    chosen = np.isin(keys, repeated)
+    if values is None:
+        return np.unique(groups[chosen])
+    keys, values, groups = keys[chosen], values[chosen], groups[chosen]
     order = np.argsort(keys, kind="stable")
     keys, values, groups = keys[order], values[order], groups[order]
-    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    first = np.concatenate([[True], keys[1:] != keys[:-1]])
+    starts = np.flatnonzero(first)
     differing = np.minimum.reduceat(values, starts) != np.maximum.reduceat(values, starts)
-    run = np.cumsum(np.concatenate([[True], keys[1:] != keys[:-1]])) - 1
+    run = np.cumsum(first) - 1
     return np.unique(groups[differing[run]])
 
 
@@ -605,7 +729,8 @@ def _required_columns(table: pa.Table, source: str) -> dict[str, pa.Array]:
     mistyped: list[str] = []
     for name in REGISTRY_COLUMNS:
         original = table.column(names.index(name))
-        column = _typed_column(name, original.combine_chunks())
+        # Chunk by chunk, never combined: a combined copy of every column would double the memory.
+        column = _typed_column(name, original)
         if column is None:
             mistyped.append(f"{name} ({original.type})")
         else:
@@ -647,57 +772,103 @@ def _typed_column(name: str, column: pa.Array) -> pa.Array | None:
     return column if is_text(kind) else None
 
 
-def _as_text(column: pa.Array) -> pa.Array:
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """A text or all-null column as ``string``."""
     return column.cast(pa.string())
 
 
-def _subject_column(column: pa.Array, problems: Counter[tuple[str, str]]) -> pa.Array:
-    trimmed = pc.utf8_trim_whitespace(_as_text(column))
-    empty = pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), True)
+def _trimmed(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text trimmed of whitespace; a chunk that had none to trim keeps its own buffers (no copy)."""
+    chunks = []
+    for chunk in column.chunks:
+        trimmed = pc.utf8_trim_whitespace(chunk)
+        chunks.append(chunk if _text_bytes(trimmed) == _text_bytes(chunk) else trimmed)
+    return pa.chunked_array(chunks, column.type)
+
+
+def _text_bytes(chunk: pa.Array) -> int:
+    """How many bytes of text a ``string`` array holds, from its offsets."""
+    if not len(chunk):
+        return 0
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+    return int(offsets[chunk.offset + len(chunk)]) - int(offsets[chunk.offset])
+
+
+def _subject_column(column: pa.ChunkedArray, problems: Counter[tuple[str, str]]) -> pa.ChunkedArray:
+    trimmed = _trimmed(_as_text(column))
+    empty = pc.fill_null(pc.equal(pc.binary_length(trimmed), 0), True)
     problems[("subject_id", "empty")] += pc.sum(empty).as_py() or 0
     return trimmed
 
 
-def _basis_column(column: pa.Array, problems: Counter[tuple[str, str]]) -> pa.Array:
-    trimmed = pc.utf8_trim_whitespace(_as_text(column))
-    basis = pc.index_in(trimmed, value_set=pa.array([basis.value for basis in _BASES])).cast(pa.int8())
+def _basis_column(column: pa.ChunkedArray, problems: Counter[tuple[str, str]]) -> pa.ChunkedArray:
+    text = _as_text(column)
+    spellings = pa.array([basis.value for basis in _BASES])
+    basis = pc.index_in(text, value_set=spellings)
+    if basis.null_count:
+        # Only a column with a miss pays for trimming.
+        basis = pc.index_in(pc.utf8_trim_whitespace(text), value_set=spellings)
     problems[("basis", "unknown")] += basis.null_count
-    return basis
+    return basis.cast(pa.int8())
 
 
 def _purpose_columns(
-    column: pa.Array, basis: pa.Array, problems: Counter[tuple[str, str]]
-) -> tuple[pa.Array, pa.Array]:
+    column: pa.ChunkedArray, basis: pa.ChunkedArray, problems: Counter[tuple[str, str]]
+) -> tuple[pa.ChunkedArray, pa.Array]:
     """The purposes as recorded (trimmed, blanks dropped) and, per record, the mask of their codes."""
     if pa.types.is_null(column.type):
-        column = pa.nulls(len(column), pa.list_(pa.string()))
+        column = pa.chunked_array([pa.nulls(len(column), pa.list_(pa.string()))])
     column = column.cast(pa.list_(pa.string()))
-    rows = len(column)
-    parents = pc.list_parent_indices(column).to_numpy(zero_copy_only=False)
-    tokens = pc.utf8_trim_whitespace(pc.list_flatten(column).cast(pa.string()))
-    kept = pc.fill_null(pc.greater(pc.utf8_length(tokens), 0), False)
-    tokens, parents = tokens.filter(kept), parents[kept.to_numpy(zero_copy_only=False)]
-
+    opt_out = pc.fill_null(pc.equal(basis, _BASES.index(ConsentBasis.OPT_OUT)), False)
+    opt_out = opt_out.combine_chunks().to_numpy(zero_copy_only=False)
     spellings, masks = token_table()
-    positions = pc.index_in(tokens, value_set=pa.array(spellings))
-    unknown = pc.is_null(positions).to_numpy(zero_copy_only=False)
-    problems[("purposes", "unknown")] += len(np.unique(parents[unknown]))
-    token_masks = np.asarray(masks, dtype=np.int64)[pc.fill_null(positions, 0).to_numpy()]
-    token_masks[unknown] = 0
-    purpose_mask = np.zeros(rows, dtype=np.int64)
-    np.bitwise_or.at(purpose_mask, parents, token_masks)
+    spellings, masks = pa.array(spellings, pa.string()), np.asarray(masks, dtype=np.int16)
 
-    counts = np.bincount(parents, minlength=rows)
-    # An opt-out objects to every use, so it may list none; a grant that names no use permits none.
-    opt_out = pc.fill_null(pc.equal(basis, _BASES.index(ConsentBasis.OPT_OUT)), False).to_numpy(
-        zero_copy_only=False
+    purposes, purpose_masks, start = [], [], 0
+    for chunk in column.chunks:
+        kept, purpose_mask, unknown, empty = _purpose_chunk(chunk, spellings, masks, opt_out[start:])
+        purposes.append(kept)
+        purpose_masks.append(purpose_mask)
+        problems[("purposes", "unknown")] += unknown
+        problems[("purposes", "empty")] += empty
+        start += len(chunk)
+    purpose_mask = np.concatenate(purpose_masks) if purpose_masks else np.zeros(0, dtype=np.int16)
+    return pa.chunked_array(purposes, RECORD_SCHEMA.field("purposes").type), pa.array(
+        purpose_mask, pa.int16()
     )
-    problems[("purposes", "empty")] += int(np.count_nonzero((counts == 0) & ~opt_out))
 
-    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    purposes = pa.ListArray.from_arrays(offsets, tokens.cast(pa.string()))
-    return purposes, pa.array(purpose_mask, pa.int64())
+
+def _purpose_chunk(
+    chunk: pa.ListArray, spellings: pa.Array, masks: np.ndarray, opt_out: np.ndarray
+) -> tuple[pa.ListArray, np.ndarray, int, int]:
+    """One chunk of :func:`_purpose_columns`: its purposes, masks, and counts of unknown and empty rows."""
+    rows = len(chunk)
+    parents = pc.list_parent_indices(chunk).to_numpy(zero_copy_only=False)
+    tokens = pc.utf8_trim_whitespace(pc.list_flatten(chunk))
+    kept = pc.fill_null(pc.greater(pc.binary_length(tokens), 0), False).to_numpy(zero_copy_only=False)
+    if not kept.all():
+        tokens, parents = tokens.filter(pa.array(kept)), parents[kept]
+
+    positions = pc.index_in(tokens, value_set=spellings)
+    unknown = pc.is_null(positions).to_numpy(zero_copy_only=False)
+    token_masks = masks[pc.fill_null(positions, 0).to_numpy()]
+    token_masks[unknown] = 0
+    counts = np.bincount(parents, minlength=rows)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    # The codes of a record are the OR of its tokens' (parents ascend, so each record is one run).
+    purpose_mask = np.zeros(rows, dtype=np.int16)
+    listed = counts > 0
+    if len(token_masks):
+        purpose_mask[listed] = np.bitwise_or.reduceat(token_masks, offsets[:-1][listed])
+
+    # An opt-out objects to every use, so it may list none; a grant that names no use permits none.
+    empty = int(np.count_nonzero(~listed & ~opt_out[:rows]))
+    # Every token of a valid registry is one of the vocabulary's spellings, so the purposes as recorded
+    # are held as one-byte codes of that vocabulary rather than as text (an unknown token refuses the
+    # registry, and its code is null).
+    codes = pa.DictionaryArray.from_arrays(positions.cast(pa.int8()), spellings)
+    kept_purposes = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), codes)
+    return kept_purposes, purpose_mask, len(np.unique(parents[unknown])), empty
 
 
 def _date_column(name: str, column: pa.Array, problems: Counter[tuple[str, str]]) -> pa.Array:

@@ -4,14 +4,20 @@ A policy declares its method; the plan refuses a treatment that would publish wh
 before any row is read. The tables follow 45 CFR 164.514:
 
 - Safe Harbor, 164.514(b)(2): every identifier is removed, except the first three ZIP digits under the
-  ZIP3 rule (B) and the year of a date (C); a birth year is published only as ``birth-year``, which
-  suppresses it for a person over 89. A keyed pseudonym is derived from the identifier, so it is not a
-  164.514(c) code and cannot stay (R).
+  ZIP3 rule or the State (B) and the year of a date, an age of at most 89 or its band (C); a birth year is
+  published only as ``birth-year``, which suppresses it for a person over 89. A random surrogate code kept
+  in a private mapping is a 164.514(c) re-identification code and may replace any identifier but a place
+  or a date (B, C); a keyed pseudonym is derived from the identifier, so it is no such code and cannot
+  stay (R). Months, quarters and shifted dates keep date elements other than the year.
 - Limited data set, 164.514(e): the 16 direct identifiers are removed; dates, town, State, ZIP and other
   codes may stay.
-- Expert determination, 164.514(b)(1): the expert decides what may stay. Until a policy can record the
-  determination (expert, date, report, expiry), this method permits what Safe Harbor permits plus keyed
-  pseudonyms, the one thing such determinations are most commonly asked to cover.
+- Expert determination, 164.514(b)(1): the expert decides what may stay; the policy records the
+  determination (:func:`record_refusals` checks it is in force). This method permits what Safe Harbor
+  permits plus keyed pseudonyms, months, quarters and date shifts, which such determinations are most
+  commonly asked to cover; the risk gate (``quasi_identifiers``, ``k_min``) is the evidence a run gives.
+
+Some treatments are Safe Harbor compatible only with the right options (age bands whose top band holds
+every age over 89, top coding of an age at 90 or below): :func:`option_refusal` judges them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,12 @@ from airflow_phi_guard.consent.purposes import purpose_code
 from airflow_phi_guard.phi.detectors import DETECTORS, ValueDetector
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.names import column_words
-from airflow_phi_guard.policy.models import DeidentificationMethod, DeidentificationPolicy, Treatment
+from airflow_phi_guard.policy.models import (
+    ColumnPolicy,
+    DeidentificationMethod,
+    DeidentificationPolicy,
+    Treatment,
+)
 
 _I = SafeHarborIdentifier
 _T = Treatment
@@ -49,20 +60,23 @@ DIRECT_IDENTIFIERS = frozenset(
     }
 )
 
-_DROP_ONLY = frozenset({_T.DROP})
-_REDUCED_DATES = frozenset({_T.DROP, _T.YEAR, _T.AGE, _T.BIRTH_YEAR})
+# A surrogate code replaces an identifier by a random code that a private mapping alone ties to the person
+# (164.514(c)); a place or a date is no code, so B and C cannot take one.
+_CODE_OR_DROP = frozenset({_T.DROP, _T.SURROGATE})
+_SAFE_HARBOR_PLACES = frozenset({_T.DROP, _T.ZIP3, _T.STATE})
+_SAFE_HARBOR_DATES = frozenset({_T.DROP, _T.YEAR, _T.AGE, _T.BIRTH_YEAR, _T.AGE_BAND, _T.TOP_BOTTOM_CODE})
 _EVERY_TREATMENT = frozenset(Treatment)
 
 _PERMITTED: dict[DeidentificationMethod, dict[SafeHarborIdentifier, frozenset[Treatment]]] = {
     DeidentificationMethod.SAFE_HARBOR: {
-        _I.GEOGRAPHIC_SUBDIVISION: frozenset({_T.DROP, _T.ZIP3}),
-        _I.DATES: _REDUCED_DATES,
-        _I.OTHER_UNIQUE_IDENTIFIER: _DROP_ONLY,
+        _I.GEOGRAPHIC_SUBDIVISION: _SAFE_HARBOR_PLACES,
+        _I.DATES: _SAFE_HARBOR_DATES,
+        _I.OTHER_UNIQUE_IDENTIFIER: _CODE_OR_DROP,
     },
     DeidentificationMethod.EXPERT_DETERMINATION: {
-        _I.GEOGRAPHIC_SUBDIVISION: frozenset({_T.DROP, _T.ZIP3}),
-        _I.DATES: _REDUCED_DATES,
-        _I.OTHER_UNIQUE_IDENTIFIER: frozenset({_T.DROP, _T.PSEUDONYMIZE}),
+        _I.GEOGRAPHIC_SUBDIVISION: _SAFE_HARBOR_PLACES,
+        _I.DATES: _SAFE_HARBOR_DATES | {_T.MONTH, _T.QUARTER, _T.DATE_SHIFT},
+        _I.OTHER_UNIQUE_IDENTIFIER: _CODE_OR_DROP | {_T.PSEUDONYMIZE},
     },
     DeidentificationMethod.LIMITED_DATA_SET: {
         # Street addresses must go under a limited data set while town, State and ZIP may stay: the
@@ -116,7 +130,7 @@ def permitted_treatments(
     if identifier is None:
         return _EVERY_TREATMENT
     if identifier in DIRECT_IDENTIFIERS:
-        return _DROP_ONLY
+        return _CODE_OR_DROP
     return _PERMITTED[method][identifier]
 
 
@@ -140,8 +154,22 @@ def is_town_or_zip(column: str) -> bool:
     return bool(set(column_words(column)) & _TOWN_OR_ZIP_WORDS)
 
 
+#: Why each treatment that is never Safe Harbor compatible is not, for the refusal's message.
+_NOT_SAFE_HARBOR_REASONS = {
+    Treatment.PSEUDONYMIZE: _PSEUDONYM_REASON,
+    Treatment.MONTH: "a month is an element of a date other than the year (45 CFR 164.514(b)(2)(i)(C))",
+    Treatment.QUARTER: "a quarter is an element of a date other than the year (45 CFR 164.514(b)(2)(i)(C))",
+    Treatment.DATE_SHIFT: "a shifted date keeps a day and a month, and its shift is derived from the subject "
+    "id (45 CFR 164.514(b)(2)(i)(C))",
+}
+
+
 def treatment_refusal(
-    column: str, identifier: SafeHarborIdentifier | None, treatment: Treatment, method: DeidentificationMethod
+    column: str,
+    identifier: SafeHarborIdentifier | None,
+    treatment: Treatment,
+    method: DeidentificationMethod,
+    options: ColumnPolicy | None = None,
 ) -> str | None:
     """Why ``method`` forbids ``treatment`` on ``column``, or None when it permits it.
 
@@ -149,12 +177,15 @@ def treatment_refusal(
     :param identifier: the column's Safe Harbor identifier, or None.
     :param treatment: the declared treatment.
     :param method: the policy's de-identification method.
+    :param options: the column's declaration, whose options (age bands, top code) some treatments need
+        judged too (:func:`option_refusal`); None judges the treatment alone.
     """
     permitted = permitted_treatments(identifier, method)
     if treatment not in permitted:
         assert identifier is not None
         allowed = ", ".join(sorted(permitted))
-        because = f" because {_PSEUDONYM_REASON}" if treatment is Treatment.PSEUDONYMIZE else ""
+        reason = _NOT_SAFE_HARBOR_REASONS.get(treatment)
+        because = f" because {reason}" if reason else ""
         return (
             f"column {column} holds identifier {identifier.letter} ({identifier.description}): treatment "
             f"'{treatment}' is not permitted under {method}{because}; use {allowed}"
@@ -179,6 +210,42 @@ def treatment_refusal(
         return (
             f"column {column} is a birth date: 'year' would publish the birth year of people over 89, "
             f"which {method} suppresses (45 CFR 164.514(b)(2)(i)(C)); use birth-year or age"
+        )
+    if options is not None:
+        return option_refusal(column, identifier, options, method)
+    return None
+
+
+def option_refusal(
+    column: str,
+    identifier: SafeHarborIdentifier | None,
+    options: ColumnPolicy,
+    method: DeidentificationMethod,
+) -> str | None:
+    """Why a treatment's options break Safe Harbor on ``column`` (or an expert determination, which permits
+    what Safe Harbor does with these), or None.
+
+    Age bands must put every age over 89 into one open top band, and a top code of an age must lie at 90 or
+    below, since 164.514(b)(2)(i)(C) aggregates all ages over 89 into one category.
+
+    :param column: the source column's name.
+    :param identifier: the column's Safe Harbor identifier, or None.
+    :param options: the column's declaration.
+    :param method: the policy's de-identification method.
+    """
+    if method is DeidentificationMethod.LIMITED_DATA_SET or identifier is not SafeHarborIdentifier.DATES:
+        return None
+    treatment = options.treatment
+    bands = options.age_bands
+    if treatment is Treatment.AGE_BAND and bands is not None and not bands.safe_harbor_compatible:
+        return (
+            f"column {column}: age bands with an edge above 90 show ages over 89, which {method} puts in one "
+            "category '90 or older' (45 CFR 164.514(b)(2)(i)(C)); end the edges at 90 or below"
+        )
+    if treatment is Treatment.TOP_BOTTOM_CODE and (options.top is None or options.top > 90):
+        return (
+            f"column {column} holds ages or dates (letter C): top coding must stop at 90 or below, so that "
+            f"every age over 89 is one category under {method} (45 CFR 164.514(b)(2)(i)(C)); set 'top'"
         )
     return None
 

@@ -7,12 +7,14 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from airflow_phi_guard.consent import manifest as subject_manifest
@@ -20,32 +22,49 @@ from airflow_phi_guard.consent.admission import ConsentAdmission
 from airflow_phi_guard.consent.purposes import covering_codes
 from airflow_phi_guard.consent.registry import DATE_RULE
 from airflow_phi_guard.consent.sources import ConsentSource, consent_display_name, read_consent_registry
-from airflow_phi_guard.deid import treatments
+from airflow_phi_guard.deid import dateshift, generalize, treatments
+from airflow_phi_guard.deid.methods import is_birth_date, option_refusal, record_refusals
+from airflow_phi_guard.deid.risk import ReidentificationRisk, RiskAccumulator, risk_refusals
+from airflow_phi_guard.deid.surrogate import MappingStore, SurrogateCodes, locked_parquet_mapping
+from airflow_phi_guard.deid.verdict import (
+    SafeHarborBreach,
+    SafeHarborStatus,
+    SafeHarborVerdict,
+    safe_harbor_verdict,
+)
+from airflow_phi_guard.deid.zip3 import vintage_record
 from airflow_phi_guard.engine.plan import ColumnPlan, Plan, Refusal, make_plan
 from airflow_phi_guard.engine.source import open_source
 from airflow_phi_guard.exceptions import (
     ConsentRegistryError,
     ConsentSubjectMismatchError,
     DataProcessingError,
+    DateShiftKeyError,
+    DeidentificationRecordError,
     InvalidValuesError,
     ManifestKeyError,
     PolicyViolationError,
     PseudonymKeyError,
+    ReidentificationRiskError,
     ResidualPhiError,
+    SurrogateMappingError,
     TreatmentNotApplicableError,
 )
 from airflow_phi_guard.phi.detectors import ValueDetector, scan_values
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.known import KnownValues
-from airflow_phi_guard.policy.models import Policy, Treatment
+from airflow_phi_guard.policy.models import DeidentificationMethod, Policy, Treatment
 from airflow_phi_guard.report import (
     ColumnDecision,
     ConsentSummary,
+    DateShiftRecord,
     Finding,
     GovernanceReport,
     PolicyIdentity,
     RowCounts,
     SubjectManifestRecord,
+    SurrogateMappingRecord,
+    SurrogateNamespace,
     Verdict,
 )
 
@@ -56,13 +75,24 @@ DEFAULT_BATCH_ROWS = 64 * 1024
 #: The shortest pseudonym key accepted: 256 bits, the size of the HMAC-SHA256 output.
 MINIMUM_KEY_BYTES = 32
 
+#: Where the CLI reads the date shift key outside Airflow; in Airflow, a connection's password.
+DATE_SHIFT_KEY_VARIABLE = "PHI_GUARD_DATE_SHIFT_KEY"
+
 _OUTPUT_TYPES = {
     Treatment.YEAR: pa.int32(),
     Treatment.AGE: pa.int32(),
     Treatment.BIRTH_YEAR: pa.int32(),
     Treatment.ZIP3: pa.string(),
     Treatment.PSEUDONYMIZE: pa.string(),
+    Treatment.SURROGATE: pa.string(),
+    Treatment.AGE_BAND: pa.string(),
+    Treatment.MONTH: pa.string(),
+    Treatment.QUARTER: pa.string(),
+    Treatment.STATE: pa.string(),
 }
+
+#: A treatment of one column: its values and the batch they come from (a date shift reads the subject).
+ColumnTreatment = Callable[[pa.Array, pa.RecordBatch], pa.Array]
 
 
 @dataclass(frozen=True)
@@ -119,10 +149,13 @@ class _Tally:
     # the admission of the pass, which accumulates the consent counts; None until a batch was admitted
     admission: ConsentAdmission | None = None
     subject: str | None = None
+    # refusals met during the pass that are no count: a surrogate mapping or a risk measure that failed
+    failures: list[Refusal] = field(default_factory=list)
+    suppressed: int = 0
 
     @property
     def refused(self) -> bool:
-        return bool(self.findings or self.invalid)
+        return bool(self.findings or self.invalid or self.failures)
 
 
 def govern(
@@ -134,6 +167,8 @@ def govern(
     as_of: date,
     pseudonym_key: bytes | None = None,
     manifest_key: bytes | None = None,
+    date_shift_key: bytes | None = None,
+    surrogate_mapping: MappingStore | str | os.PathLike[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> GovernanceResult:
     """Apply ``policy`` to ``source`` and publish the governed set at ``output`` only if every check passed.
@@ -155,18 +190,54 @@ def govern(
     :param pseudonym_key: the key of the ``pseudonymize`` treatment, from a secret, never the policy.
     :param manifest_key: the key of the subject manifest's hashes, from a secret apart from the pseudonym
         key; None writes no manifest.
+    :param date_shift_key: the key of the ``date-shift`` treatment, from a secret, never the policy.
+    :param surrogate_mapping: the private mapping of ``surrogate`` codes: a Parquet file (locked for the
+        whole run) or a store such as :class:`~airflow_phi_guard.deid.surrogate.SqlMappingStore`. New codes
+        are written to it only when the run publishes, before the output is renamed into place.
     :param batch_rows: rows per record batch, which bounds memory.
     """
     source_path, output_path = Path(source).resolve(), Path(output).resolve()
+    keys = _Keys(pseudonym_key, manifest_key, date_shift_key)
     try:
-        return _govern(
-            policy, source_path, output_path, consent, as_of, pseudonym_key, manifest_key, batch_rows
-        )
+        with _mapping_store(policy, surrogate_mapping) as store:
+            return _govern(policy, source_path, output_path, consent, as_of, keys, store, batch_rows)
     except FileNotFoundError:
         raise
     except pa.ArrowException as error:
         retryable = isinstance(error, pa.ArrowIOError)
         raise DataProcessingError(str(source_path), type(error).__name__, retryable=retryable) from None
+
+
+@dataclass(frozen=True)
+class _Keys:
+    pseudonym: bytes | None
+    manifest: bytes | None
+    date_shift: bytes | None
+
+
+@dataclass
+class _Deidentified:
+    """What the run learnt about its de-identification along the way, for the report."""
+
+    codes: dict[str, SurrogateCodes] = field(default_factory=dict)
+    store: MappingStore | None = None
+    committed: bool = False
+    risk: ReidentificationRisk | None = None
+
+
+@contextmanager
+def _mapping_store(
+    policy: Policy, mapping: MappingStore | str | os.PathLike[str] | None
+) -> Iterator[MappingStore | None]:
+    """The surrogate mapping of the run; a Parquet file is locked for the whole run, so that two runs
+    cannot give one new person two codes."""
+    if mapping is None or not policy.uses(Treatment.SURROGATE):
+        yield None
+    elif isinstance(mapping, str | os.PathLike):
+        with locked_parquet_mapping(mapping) as store:
+            yield store
+    else:
+        yield mapping
 
 
 def _govern(
@@ -175,18 +246,26 @@ def _govern(
     output_path: Path,
     consent: ConsentSource | str | os.PathLike[str] | None,
     as_of: date,
-    pseudonym_key: bytes | None,
-    manifest_key: bytes | None,
+    keys: _Keys,
+    store: MappingStore | None,
     batch_rows: int,
 ) -> GovernanceResult:
     dataset = open_source(source_path)
     plan = make_plan(policy, dataset.schema)
     refusals = list(plan.refusals)
+    refusals.extend(
+        Refusal(DeidentificationRecordError, reason)
+        for reason in record_refusals(policy.deidentification, policy.purpose, as_of)
+    )
 
     admission, consent_refusals = _consent_admission(policy, consent, as_of)
     refusals.extend(consent_refusals)
-    refusals.extend(_key_refusals(plan, pseudonym_key))
-    refusals.extend(_manifest_key_refusals(manifest_key, pseudonym_key))
+    refusals.extend(_key_refusals(plan, keys.pseudonym))
+    refusals.extend(_manifest_key_refusals(keys.manifest, keys.pseudonym))
+    refusals.extend(_date_shift_key_refusals(plan, keys.date_shift))
+    deidentified = _Deidentified(store=store)
+    if not refusals:
+        refusals.extend(_surrogate_codes(plan, store, deidentified))
 
     def report(
         verdict: Verdict,
@@ -195,7 +274,17 @@ def _govern(
         manifest: SubjectManifestRecord | None = None,
     ) -> GovernanceReport:
         return _build_report(
-            policy, plan, source_path, consent, as_of, pseudonym_key, verdict, tally, refusals, published_at
+            policy,
+            plan,
+            source_path,
+            consent,
+            as_of,
+            keys,
+            deidentified,
+            verdict,
+            tally,
+            refusals,
+            published_at,
         ).model_copy(update={"manifest": manifest})
 
     tally = _Tally()
@@ -205,7 +294,9 @@ def _govern(
         return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
 
     assert admission is not None
-    treat = _treatments(policy, as_of, pseudonym_key)
+    treat = _treatments(plan, as_of, keys, deidentified.codes)
+    thresholds = policy.deidentification.risk_thresholds
+    accumulator = RiskAccumulator(thresholds) if thresholds is not None else None
     temporary = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -217,7 +308,13 @@ def _govern(
                 # data is written, not even to the hidden temporary file.
                 if governed is not None and not tally.refused:
                     writer.write_batch(governed)
+                    if accumulator is not None:
+                        _measure(accumulator, governed, tally)
         refusals.extend(_refusals_from(tally))
+        if not refusals and accumulator is not None:
+            refusals.extend(_risk_gate(accumulator, temporary, batch_rows, tally, deidentified))
+        if not refusals:
+            refusals.extend(_commit_surrogates(deidentified))
         if refusals:
             _withdraw(output_path)
             log.info(
@@ -227,7 +324,7 @@ def _govern(
                 len(refusals),
             )
             return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
-        manifest = _publish(temporary, output_path, tally, manifest_key)
+        manifest = _publish(temporary, output_path, tally, keys.manifest)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -235,11 +332,122 @@ def _govern(
         "policy %s (%s) published %d of %d row(s), %d column(s)",
         policy.name,
         policy.digest,
-        tally.admitted,
+        tally.admitted - tally.suppressed,
         tally.read,
         len(plan.published),
     )
     return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path, manifest), plan)
+
+
+def _surrogate_codes(plan: Plan, store: MappingStore | None, deidentified: _Deidentified) -> list[Refusal]:
+    """Open the codes of every surrogate namespace the plan uses, before any row is read."""
+    namespaces = sorted(
+        {
+            plan.policy.columns[column.source].namespace or ""
+            for column in plan.published
+            if column.treatment is Treatment.SURROGATE
+        }
+    )
+    if not namespaces:
+        return []
+    if store is None:
+        return [
+            Refusal(
+                SurrogateMappingError,
+                "the policy gives columns surrogate codes but no surrogate mapping was given, so codes "
+                "could not stay the same across runs; pass --surrogate-mapping (a Parquet file kept "
+                "private) or, in Airflow, surrogate_mapping_path or surrogate_mapping_conn_id",
+            )
+        ]
+    try:
+        for namespace in namespaces:
+            deidentified.codes[namespace] = SurrogateCodes(store, namespace)
+    except SurrogateMappingError as error:
+        return [Refusal(SurrogateMappingError, reason) for reason in error.refusals]
+    return []
+
+
+def _commit_surrogates(deidentified: _Deidentified) -> list[Refusal]:
+    """Write the run's new surrogate codes, which only a run about to publish does; a failure refuses it.
+
+    Namespaces are committed one by one: if a later one fails, the codes of the earlier ones stay in the
+    mapping although nothing is published. That is harmless (those people keep those codes in later runs)
+    and cannot be avoided without one transaction across stores.
+    """
+    try:
+        for codes in deidentified.codes.values():
+            codes.commit()
+    except SurrogateMappingError as error:
+        return [Refusal(SurrogateMappingError, reason) for reason in error.refusals]
+    deidentified.committed = bool(deidentified.codes)
+    return []
+
+
+def _measure(accumulator: RiskAccumulator, governed: pa.RecordBatch, tally: _Tally) -> None:
+    try:
+        accumulator.add(governed)
+    except ReidentificationRiskError as error:
+        tally.failures.extend(Refusal(ReidentificationRiskError, reason) for reason in error.refusals)
+
+
+def _risk_gate(
+    accumulator: RiskAccumulator, temporary: Path, batch_rows: int, tally: _Tally, deidentified: _Deidentified
+) -> list[Refusal]:
+    """Measure k and l on the written rows; refuse below the thresholds, or suppress the small classes."""
+    try:
+        risk = accumulator.measure()
+    except ReidentificationRiskError as error:
+        return [Refusal(ReidentificationRiskError, reason) for reason in error.refusals]
+    deidentified.risk = risk
+    refusals = [Refusal(ReidentificationRiskError, reason) for reason in risk_refusals(risk)]
+    if refusals or not risk.suppressed_rows:
+        return refusals
+
+    removed = _suppress(temporary, accumulator, batch_rows)
+    if removed != risk.suppressed_rows:
+        # The measure and the pass disagree on which rows are in small classes: publish nothing rather
+        # than rows whose risk nobody measured.
+        return [
+            Refusal(
+                ReidentificationRiskError,
+                f"re-identification risk: suppression removed {removed} row(s) where the measure counted "
+                f"{risk.suppressed_rows} in classes smaller than k_min; nothing was published",
+            )
+        ]
+    tally.suppressed = removed
+    log.info(
+        "suppressed %d row(s) of %d equivalence class(es) smaller than k_min %d",
+        removed,
+        risk.classes_below_k,
+        risk.k_min,
+    )
+    return []
+
+
+def _suppress(temporary: Path, accumulator: RiskAccumulator, batch_rows: int) -> int:
+    """Rewrite the temporary output without the rows of classes smaller than k_min; returns how many went.
+
+    A second pass over what the first one wrote, batch by batch, so memory stays bounded; the subject
+    manifest still lists the admitted subjects whose every row was suppressed (revocation impact then
+    counts the run as affected for them, which errs on the side of telling).
+    """
+    small = accumulator.classes_below_k()
+    kept = temporary.with_name(f"{temporary.name}.suppressed")
+    removed = 0
+    try:
+        reader = pq.ParquetFile(temporary)
+        try:
+            with pq.ParquetWriter(kept, reader.schema_arrow) as writer:
+                for batch in reader.iter_batches(batch_size=batch_rows):
+                    members = small.mask(batch)
+                    removed += int(pc.sum(members).as_py() or 0)
+                    writer.write_batch(batch.filter(pc.invert(members)))
+        finally:
+            reader.close()
+        os.replace(kept, temporary)
+    finally:
+        kept.unlink(missing_ok=True)
+    return removed
 
 
 def _publish(
@@ -380,6 +588,26 @@ def _key_refusals(plan: Plan, key: bytes | None) -> list[Refusal]:
     ]
 
 
+def _date_shift_key_refusals(plan: Plan, key: bytes | None) -> list[Refusal]:
+    if not plan.uses(Treatment.DATE_SHIFT):
+        return []
+    if not key:
+        problem = "no date shift key was provided"
+    elif len(key) < dateshift.MINIMUM_KEY_BYTES:
+        # Shifts recovered from one known date would test each guess of a short key offline.
+        problem = f"the date shift key is shorter than {dateshift.MINIMUM_KEY_BYTES} bytes"
+    else:
+        return []
+    return [
+        Refusal(
+            DateShiftKeyError,
+            f"the policy shifts dates but {problem}; set {DATE_SHIFT_KEY_VARIABLE} or, in Airflow, the "
+            "password of the date shift key connection, to a random key such as the output of "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`",
+        )
+    ]
+
+
 def _manifest_key_refusals(manifest_key: bytes | None, pseudonym_key: bytes | None) -> list[Refusal]:
     if not manifest_key:
         return []
@@ -411,17 +639,69 @@ def _withdraw(output: Path, because: str = "this run was refused") -> None:
 
 
 def _treatments(
-    policy: Policy, as_of: date, key: bytes | None
-) -> dict[Treatment, Callable[[pa.Array], pa.Array]]:
-    vintage = policy.deidentification.zip3_vintage
-    return {
-        Treatment.KEEP: lambda values: values,
-        Treatment.YEAR: treatments.to_year,
-        Treatment.AGE: lambda values: treatments.to_age(values, as_of),
-        Treatment.BIRTH_YEAR: lambda values: treatments.to_birth_year(values, as_of),
-        Treatment.ZIP3: lambda values: treatments.to_zip3(values, vintage),
-        Treatment.PSEUDONYMIZE: lambda values: treatments.pseudonymize(values, key),
-    }
+    plan: Plan, as_of: date, keys: _Keys, codes: dict[str, SurrogateCodes]
+) -> dict[str, ColumnTreatment]:
+    """The treatment of each published column, with its declared options bound."""
+    return {column.source: _treatment(plan, column, as_of, keys, codes) for column in plan.published}
+
+
+def _treatment(
+    plan: Plan, column: ColumnPlan, as_of: date, keys: _Keys, codes: dict[str, SurrogateCodes]
+) -> ColumnTreatment:
+    policy = plan.policy
+    declaration = policy.columns[column.source]
+    reading = declaration.date_reading
+    method = policy.deidentification.method
+    treatment = column.treatment
+
+    if treatment is Treatment.KEEP:
+        return lambda values, batch: values
+    if treatment is Treatment.YEAR:
+        if is_birth_date(column.source) and method is not DeidentificationMethod.LIMITED_DATA_SET:
+            # The year of a birth date indicates the age: for a person aged 90 or more (or of unknown age)
+            # it is suppressed, 164.514(b)(2)(i)(C). The plan refuses this column under these methods; the
+            # mask keeps a plan that let it through from publishing such a year.
+            return lambda values, batch: treatments.suppressed(
+                treatments.to_year(values, reading, as_of), treatments.aged_90_or_over(values, as_of, reading)
+            )
+        return lambda values, batch: treatments.to_year(values, reading, as_of)
+    if treatment is Treatment.AGE:
+        return lambda values, batch: treatments.to_age(values, as_of, reading)
+    if treatment is Treatment.BIRTH_YEAR:
+        return lambda values, batch: treatments.to_birth_year(values, as_of, reading)
+    if treatment is Treatment.ZIP3:
+        vintage = policy.deidentification.zip3_vintage
+        return lambda values, batch: treatments.to_zip3(values, vintage)
+    if treatment is Treatment.PSEUDONYMIZE:
+        return lambda values, batch: treatments.pseudonymize(values, keys.pseudonym)
+    if treatment is Treatment.SURROGATE:
+        namespace = codes[declaration.namespace or ""]
+        return lambda values, batch: namespace.codes_for(values)
+    if treatment is Treatment.AGE_BAND:
+        bands = declaration.age_bands
+        safe_harbor = method is DeidentificationMethod.SAFE_HARBOR
+        return lambda values, batch: generalize.to_age_band(
+            values, bands, reference=as_of, reading=reading, safe_harbor=safe_harbor
+        )
+    if treatment is Treatment.MONTH:
+        return lambda values, batch: generalize.to_month(values, reading, as_of)
+    if treatment is Treatment.QUARTER:
+        return lambda values, batch: generalize.to_quarter(values, reading, as_of)
+    if treatment is Treatment.STATE:
+        prefixes = declaration.prefixes
+        return lambda values, batch: generalize.to_state(values, prefixes=prefixes)
+    if treatment is Treatment.TOP_BOTTOM_CODE:
+        bottom, top = declaration.bottom, declaration.top
+        return lambda values, batch: generalize.top_bottom_code(values, bottom=bottom, top=top)
+    if treatment is Treatment.DATE_SHIFT:
+        window = policy.deidentification.date_shift_window_days or 0
+        subject = policy.subject
+        # Known shortcoming: the shift hashes the subject id trimmed, without the consent rule's UUID case
+        # folding, so one person written in two cases would get two shifts.
+        return lambda values, batch: dateshift.shift_dates_by_subject(
+            values, batch.column(subject), keys.date_shift or b"", window, reading, as_of
+        )
+    raise AssertionError(f"no treatment function for {treatment}")
 
 
 def output_schema(plan: Plan) -> pa.Schema:
@@ -429,8 +709,21 @@ def output_schema(plan: Plan) -> pa.Schema:
     fields = []
     for column in plan.published:
         source_type = plan.schema.field(column.source).type
-        fields.append(pa.field(column.output, _OUTPUT_TYPES.get(column.treatment, source_type)))
+        fields.append(pa.field(column.output, _output_type(column.treatment, source_type)))
     return pa.schema(fields)
+
+
+def _output_type(treatment: Treatment, source_type: pa.DataType) -> pa.DataType:
+    if treatment in _OUTPUT_TYPES:
+        return _OUTPUT_TYPES[treatment]
+    value_type = source_type.value_type if pa.types.is_dictionary(source_type) else source_type
+    if treatment is Treatment.TOP_BOTTOM_CODE:
+        return value_type
+    if treatment is Treatment.DATE_SHIFT:
+        # Dates and timestamps keep their type; text and serial numbers are read into calendar dates.
+        temporal = pa.types.is_date(value_type) or pa.types.is_timestamp(value_type)
+        return value_type if temporal else pa.date32()
+    return source_type
 
 
 def _govern_batch(
@@ -438,7 +731,7 @@ def _govern_batch(
     plan: Plan,
     schema: pa.Schema,
     admission: ConsentAdmission,
-    treat: dict[Treatment, Callable[[pa.Array], pa.Array]],
+    treat: dict[str, ColumnTreatment],
     tally: _Tally,
 ) -> pa.RecordBatch | None:
     tally.read += batch.num_rows
@@ -457,12 +750,15 @@ def _govern_batch(
     for column in plan.published:
         values = batch.column(column.source)
         try:
-            arrays.append(treat[column.treatment](values))
+            arrays.append(treat[column.source](values, batch))
         except InvalidValuesError as error:
             previous = tally.invalid.get(column.source)
             count = error.count + (previous.count if previous else 0)
             tally.invalid[column.source] = InvalidValuesError(count, error.expected)
-    if tally.invalid:
+        except SurrogateMappingError as error:
+            tally.failures.extend(Refusal(SurrogateMappingError, reason) for reason in error.refusals)
+            return None
+    if tally.invalid or tally.failures:
         return None
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
@@ -486,7 +782,7 @@ def _scan(
 
 
 def _refusals_from(tally: _Tally) -> list[Refusal]:
-    refusals = _consent_refusals(tally)
+    refusals = _consent_refusals(tally) + tally.failures
     refusals += [
         Refusal(
             TreatmentNotApplicableError,
@@ -512,12 +808,29 @@ def _build_report(
     source: Path,
     consent: ConsentSource | str | os.PathLike[str] | None,
     as_of: date,
-    pseudonym_key: bytes | None,
+    keys: _Keys,
+    deidentified: _Deidentified,
     verdict: Verdict,
     tally: _Tally,
     refusals: list[Refusal],
     published_at: Path | None,
 ) -> GovernanceReport:
+    deidentification = policy.deidentification
+    columns = [
+        ColumnDecision(
+            source=column.source,
+            output=column.output,
+            identifier=column.identifier,
+            treatment=column.treatment,
+            declared=column.declared,
+        )
+        for column in plan.columns
+    ]
+    findings = [
+        Finding(column=source, identifier=identifier, count=count)
+        for (source, identifier), count in sorted(tally.findings.items())
+    ]
+    published = verdict is Verdict.PUBLISHED
     return GovernanceReport(
         verdict=verdict,
         policy=PolicyIdentity(name=policy.name, version=policy.version, digest=policy.digest),
@@ -526,33 +839,86 @@ def _build_report(
         recipient=policy.recipient,
         input=str(source),
         output=str(published_at) if published_at else None,
-        method=policy.deidentification.method,
-        zip3_vintage=policy.deidentification.zip3_vintage.value,
+        method=deidentification.method,
+        zip3_vintage=deidentification.zip3_vintage.value,
         as_of=as_of,
         consent_registry=consent_display_name(consent) if consent is not None else None,
         consent_bases=[basis.value for basis in policy.consent.bases],
         pseudonym_key_fingerprint=(
-            treatments.key_fingerprint(pseudonym_key)
-            if pseudonym_key and plan.uses(Treatment.PSEUDONYMIZE)
+            # A refused short key gets no fingerprint: a digest of a short key is a test of guesses at it.
+            treatments.key_fingerprint(keys.pseudonym)
+            if keys.pseudonym
+            and len(keys.pseudonym) >= MINIMUM_KEY_BYTES
+            and plan.uses(Treatment.PSEUDONYMIZE)
             else None
         ),
+        zip3=vintage_record(deidentification.zip3_vintage) if plan.uses(Treatment.ZIP3) else None,
+        date_shift=_date_shift_record(plan, keys.date_shift),
+        surrogate_mapping=_surrogate_record(deidentified),
+        expert_determination=deidentification.expert_determination,
+        data_use_agreement=deidentification.data_use_agreement,
+        risk=deidentified.risk if published else None,
+        safe_harbor=_safe_harbor(plan, columns, findings) if published else None,
         rows=RowCounts(
-            read=tally.read, admitted=tally.admitted, excluded=dict(sorted(tally.excluded.items()))
+            read=tally.read,
+            admitted=tally.admitted,
+            excluded=dict(sorted(tally.excluded.items())),
+            suppressed=tally.suppressed,
         ),
         consent=_consent_summary(policy, as_of, tally),
-        columns=[
-            ColumnDecision(
-                source=column.source,
-                output=column.output,
-                identifier=column.identifier,
-                treatment=column.treatment,
-                declared=column.declared,
-            )
-            for column in plan.columns
-        ],
-        findings=[
-            Finding(column=source, identifier=identifier, count=count)
-            for (source, identifier), count in sorted(tally.findings.items())
-        ],
+        columns=columns,
+        findings=findings,
         refusals=[refusal.message for refusal in refusals],
+    )
+
+
+def _safe_harbor(plan: Plan, columns: list[ColumnDecision], findings: list[Finding]) -> SafeHarborVerdict:
+    """The Safe Harbor verdict of the published output: the treatments and findings, judged by
+    :func:`~airflow_phi_guard.deid.verdict.safe_harbor_verdict`, and the options that some treatments need
+    judged too (age bands, top codes of ages)."""
+    verdict = safe_harbor_verdict(columns, findings, plan.policy.deidentification.attestation)
+    judged = {breach.column for breach in verdict.breaches}
+    extra = []
+    for column in plan.published:
+        if column.source in judged or column.identifier is None:
+            continue
+        rule = option_refusal(
+            column.source,
+            column.identifier,
+            plan.policy.columns[column.source],
+            DeidentificationMethod.SAFE_HARBOR,
+        )
+        if rule is not None:
+            extra.append(
+                SafeHarborBreach(
+                    column=column.source, output=column.output, identifier=column.identifier, rule=rule
+                )
+            )
+    if not extra:
+        return verdict
+    return verdict.model_copy(
+        update={"status": SafeHarborStatus.NOT_MET, "breaches": [*verdict.breaches, *extra]}
+    )
+
+
+def _date_shift_record(plan: Plan, key: bytes | None) -> DateShiftRecord | None:
+    if not plan.uses(Treatment.DATE_SHIFT) or not key or len(key) < dateshift.MINIMUM_KEY_BYTES:
+        return None
+    return DateShiftRecord(
+        window_days=plan.policy.deidentification.date_shift_window_days or 0,
+        key_fingerprint=dateshift.key_fingerprint(key),
+        columns=[column.source for column in plan.published if column.treatment is Treatment.DATE_SHIFT],
+    )
+
+
+def _surrogate_record(deidentified: _Deidentified) -> SurrogateMappingRecord | None:
+    if deidentified.store is None:
+        return None
+    return SurrogateMappingRecord(
+        store=deidentified.store.describe(),
+        namespaces=[
+            SurrogateNamespace(namespace=namespace, known_codes=codes.known_codes, new_codes=codes.new_codes)
+            for namespace, codes in sorted(deidentified.codes.items())
+        ],
+        committed=deidentified.committed,
     )

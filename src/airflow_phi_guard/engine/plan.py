@@ -10,6 +10,7 @@ from airflow_phi_guard.arrow_types import holds_ids, holds_text, is_scannable, i
 from airflow_phi_guard.deid.methods import text_detectors, treatment_refusal
 from airflow_phi_guard.exceptions import (
     PolicyViolationError,
+    ReidentificationRiskError,
     SubjectColumnMissingError,
     SubjectColumnTypeError,
     TreatmentNotApplicableError,
@@ -21,7 +22,7 @@ from airflow_phi_guard.phi.detectors import ValueDetector
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.known import SEARCHED_IDENTIFIERS
 from airflow_phi_guard.phi.names import identify_column
-from airflow_phi_guard.policy.models import Policy, Treatment, UndeclaredColumns
+from airflow_phi_guard.policy.models import DATE_TREATMENTS, Policy, Treatment, UndeclaredColumns
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,33 @@ class Plan:
         return any(column.treatment is treatment for column in self.published)
 
 
-#: Arrow types each treatment can read. Text is accepted where the treatment parses it.
+def _is_number(data_type: pa.DataType) -> bool:
+    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type)
+
+
+#: Arrow types each treatment can read. Text is accepted where the treatment parses it; numbers in a date
+#: column only when the column declares Excel serials (see make_plan).
 _DATE_LIKE = (pa.types.is_date, pa.types.is_timestamp, is_text)
 _ACCEPTS = {
     Treatment.YEAR: _DATE_LIKE,
     Treatment.AGE: _DATE_LIKE,
     Treatment.BIRTH_YEAR: _DATE_LIKE,
+    Treatment.MONTH: _DATE_LIKE,
+    Treatment.QUARTER: _DATE_LIKE,
+    Treatment.DATE_SHIFT: _DATE_LIKE,
+    # ages in years, or birth dates
+    Treatment.AGE_BAND: (*_DATE_LIKE, pa.types.is_integer, pa.types.is_floating),
     Treatment.ZIP3: (is_text, pa.types.is_integer),
+    Treatment.STATE: (is_text, pa.types.is_integer),
+    Treatment.TOP_BOTTOM_CODE: (_is_number,),
+    Treatment.SURROGATE: (holds_ids,),
+}
+_EXPECTED = {
+    Treatment.ZIP3: "ZIP codes as text or integers",
+    Treatment.STATE: "ZIP codes or prefixes as text or integers",
+    Treatment.TOP_BOTTOM_CODE: "an integer, floating-point or decimal number",
+    Treatment.SURROGATE: "text or integer identifiers",
+    Treatment.AGE_BAND: "ages as numbers, or birth dates as a date, timestamp or ISO 8601 text",
 }
 
 
@@ -173,13 +194,18 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
 
     method = policy.deidentification.method
     for column in columns:
-        reason = treatment_refusal(column.source, column.identifier, column.treatment, method)
+        declaration = policy.columns.get(column.source)
+        reason = treatment_refusal(column.source, column.identifier, column.treatment, method, declaration)
         if reason:
             refusals.append(Refusal(TreatmentNotPermittedError, reason))
+
+    refusals.extend(_risk_column_refusals(policy, columns))
 
     for column in (column for column in columns if column.read):
         accepted = _ACCEPTS.get(column.treatment)
         field_type = schema.field(column.source).type
+        if column.treatment in DATE_TREATMENTS and _declares_serials(policy, column.source):
+            accepted = (*(accepted or ()), _is_number)
         if column.treatment is Treatment.KEEP and not is_scannable(field_type):
             refusals.append(
                 Refusal(
@@ -188,16 +214,64 @@ def make_plan(policy: Policy, schema: pa.Schema) -> Plan:
                     "cannot be kept; flatten it upstream or drop it",
                 )
             )
+        elif column.treatment is Treatment.TOP_BOTTOM_CODE and not _bounds_fit(
+            policy, column.source, field_type
+        ):
+            refusals.append(
+                Refusal(
+                    TreatmentNotApplicableError,
+                    f"column {column.source}: a top or bottom coding bound is not a whole number, and the "
+                    f"column holds integers ({field_type}); give whole-number bounds",
+                )
+            )
         elif accepted and not any(check(field_type) for check in accepted):
+            expected = _EXPECTED.get(column.treatment, "a date, timestamp or ISO 8601 text")
             refusals.append(
                 Refusal(
                     TreatmentNotApplicableError,
                     f"column {column.source}: treatment '{column.treatment}' cannot read type {field_type}; "
-                    "store it as a date, timestamp or ISO 8601 text (ZIP codes as text or integers)",
+                    f"store it as {expected}",
                 )
             )
 
     return Plan(policy=policy, schema=schema, columns=columns, refusals=tuple(refusals))
+
+
+def _bounds_fit(policy: Policy, source: str, field_type: pa.DataType) -> bool:
+    """Whether the top and bottom coding bounds can be written in an integer column unchanged."""
+    declaration = policy.columns[source]
+    value_type = field_type.value_type if pa.types.is_dictionary(field_type) else field_type
+    if not pa.types.is_integer(value_type):
+        return True
+    return all(
+        float(bound).is_integer() for bound in (declaration.top, declaration.bottom) if bound is not None
+    )
+
+
+def _declares_serials(policy: Policy, source: str) -> bool:
+    declaration = policy.columns.get(source)
+    return bool(declaration and declaration.dates and declaration.dates.excel_serials != "refuse")
+
+
+def _risk_column_refusals(policy: Policy, columns: tuple[ColumnPlan, ...]) -> list[Refusal]:
+    """The risk gate measures output columns: a quasi-identifier or sensitive column that the run does not
+    publish would leave k or l unmeasured, so it refuses before data moves."""
+    thresholds = policy.deidentification.risk_thresholds
+    if thresholds is None:
+        return []
+    outputs = {column.output for column in columns if column.read}
+    declared = [*thresholds.quasi_identifiers, *thresholds.sensitive]
+    absent = [name for name in declared if name not in outputs]
+    if not absent:
+        return []
+    return [
+        Refusal(
+            ReidentificationRiskError,
+            f"{len(absent)} quasi-identifier or sensitive column(s) are not output columns: "
+            f"{name_some(absent)}; name the published columns (their 'as' names) under "
+            "deidentification.quasi_identifiers and l_diversity.sensitive",
+        )
+    ]
 
 
 def _plan_column(policy: Policy, field: pa.Field) -> ColumnPlan:
@@ -205,4 +279,8 @@ def _plan_column(policy: Policy, field: pa.Field) -> ColumnPlan:
     declared = policy.columns.get(field.name)
     if declared is None:
         return ColumnPlan(field.name, identifier, Treatment.DROP, output=None, declared=False)
+    if identifier is None and declared.treatment in DATE_TREATMENTS:
+        # A treatment that reads dates says the column holds dates, whatever its name (ADMITTED, SEEN):
+        # it is judged as letter C, so that a month or a shifted date is never taken for a non-identifier.
+        identifier = SafeHarborIdentifier.DATES
     return ColumnPlan(field.name, identifier, declared.treatment, output=policy.output_name(field.name))

@@ -43,11 +43,13 @@ from airflow_phi_guard.lineage.datasets import DatasetIdentity, dataset_identity
 from airflow_phi_guard.lineage.facets import (
     COLUMNS_FACET,
     CONSENT_FACET,
+    DEIDENTIFICATION_FACET,
     POLICY_FACET,
     PRODUCER,
     PhiGuardColumnsDatasetFacet,
     PhiGuardConsentRunFacet,
     PhiGuardDatasetReference,
+    PhiGuardDeidentificationRunFacet,
     PhiGuardDroppedColumn,
     PhiGuardFinding,
     PhiGuardModel,
@@ -175,8 +177,48 @@ def lineage_for_report(
     run_facets: dict[str, RunFacet] = {
         POLICY_FACET: _policy_facet(report),
         CONSENT_FACET: _consent_facet(report, registry),
+        DEIDENTIFICATION_FACET: deidentification_facet(report),
     }
     return RunLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)
+
+
+def deidentification_facet(report: GovernanceReport) -> PhiGuardDeidentificationRunFacet:
+    """The ``phiGuard_deidentification`` facet of a run: the report's de-identification blocks, camelCased.
+
+    :param report: the governance report of the run.
+    """
+    return PhiGuardDeidentificationRunFacet(
+        method=report.method.value,
+        safeHarbor=_camel(report.safe_harbor.model_dump(mode="json")) if report.safe_harbor else None,
+        risk=_camel(report.risk.model_dump(mode="json")) if report.risk else None,
+        zip3=_camel(dict(report.zip3)) if report.zip3 else None,
+        dateShift=_camel(report.date_shift.model_dump(mode="json")) if report.date_shift else None,
+        surrogateMapping=(
+            _camel(report.surrogate_mapping.model_dump(mode="json")) if report.surrogate_mapping else None
+        ),
+        expertDetermination=(
+            _camel(report.expert_determination.model_dump(mode="json"))
+            if report.expert_determination
+            else None
+        ),
+        dataUseAgreement=(
+            _camel(report.data_use_agreement.model_dump(mode="json")) if report.data_use_agreement else None
+        ),
+    )
+
+
+def _camel(value: object) -> object:
+    """A report block with its keys in the camelCase of the facet schemas (``k_min`` becomes ``kMin``)."""
+    if isinstance(value, dict):
+        return {_camel_key(key): _camel(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_camel(item) for item in value]
+    return value
+
+
+def _camel_key(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def validation_lineage(dataset: str | os.PathLike[str], summary: ValidationSummary) -> RunLineage:

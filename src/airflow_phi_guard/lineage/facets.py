@@ -29,6 +29,7 @@ POLICY_FACET = "phiGuard_policy"
 CONSENT_FACET = "phiGuard_consent"
 COLUMNS_FACET = "phiGuard_columns"
 INVENTORY_FACET = "phiGuard_inventory"
+DEIDENTIFICATION_FACET = "phiGuard_deidentification"
 
 
 def _schema_url(version: str, name: str) -> str:
@@ -242,7 +243,46 @@ class PhiGuardColumnsDatasetFacet(_ProducedByPhiGuard, DatasetFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return _schema_url("1-0-0", "PhiGuardColumnsDatasetFacet")
+        # 1-0-1 added the treatments of issue 5 to the enum (an addition: every 1-0-0 event still validates).
+        return _schema_url("1-0-1", "PhiGuardColumnsDatasetFacet")
+
+
+@attr.define(kw_only=True)
+class PhiGuardDeidentificationRunFacet(_ProducedByPhiGuard, RunFacet):
+    """How a run de-identified its output: key ``phiGuard_deidentification``.
+
+    The nested blocks are plain mappings with camelCase keys whose shape the schema fixes; each is None
+    when it does not apply (no publication, no quasi-identifiers, no zip3, date-shift or surrogate column,
+    no recorded determination or agreement).
+    """
+
+    method: str
+    """The de-identification route: safe-harbor, expert-determination or limited-data-set."""
+
+    safeHarbor: dict[str, Any] | None = None  # noqa: N815
+    """The Safe Harbor verdict: ``status``, ``breaches`` by column and letter, ``attestation``, ``notice``."""
+
+    risk: dict[str, Any] | None = None
+    """k, classes, classes below k, unique share, l and the rows suppressed, over the quasi-identifiers."""
+
+    zip3: dict[str, Any] | None = None
+    """The ZIP3 list applied: ``vintage``, ``source``, ``restrictedPrefixes``, ``sha256``."""
+
+    dateShift: dict[str, Any] | None = None  # noqa: N815
+    """The date shift: ``windowDays``, ``keyFingerprint`` (never the key), ``columns``."""
+
+    surrogateMapping: dict[str, Any] | None = None  # noqa: N815
+    """The surrogate mapping: ``store`` (no password), counts per namespace, ``committed``."""
+
+    expertDetermination: dict[str, Any] | None = None  # noqa: N815
+    """The expert determination the run rests on: ``expert``, ``determined``, ``report``, ``expires``."""
+
+    dataUseAgreement: dict[str, Any] | None = None  # noqa: N815
+    """The data use agreement: ``id``, ``parties``, ``permittedPurposes``, ``signed``, ``expires``."""
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("1-0-0", "PhiGuardDeidentificationRunFacet")
 
 
 @attr.define(kw_only=True)
@@ -309,6 +349,7 @@ FACET_CLASSES: dict[str, type[RunFacet | DatasetFacet]] = {
     CONSENT_FACET: PhiGuardConsentRunFacet,
     COLUMNS_FACET: PhiGuardColumnsDatasetFacet,
     INVENTORY_FACET: PhiGuardInventoryDatasetFacet,
+    DEIDENTIFICATION_FACET: PhiGuardDeidentificationRunFacet,
 }
 
 

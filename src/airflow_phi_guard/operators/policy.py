@@ -43,6 +43,15 @@ class PhiPolicyOperator(BaseOperator):
     :param manifest_key_conn_id: the connection whose password is the subject manifest key, which must
         differ from the pseudonym key; without it no manifest is written beside the output, and
         ``phi-guard impact`` cannot answer for the run.
+    :param date_shift_key_conn_id: the connection whose password is the key of the ``date-shift``
+        treatment (at least 32 bytes); read only when the policy shifts dates.
+    :param surrogate_mapping_path: the private Parquet mapping of ``surrogate`` codes, locked for the run;
+        kept like the source data and never published. (templated)
+    :param surrogate_mapping_conn_id: instead of a file, the Airflow connection of a SQL database (any
+        ``DbApiHook``, through its SQLAlchemy engine) holding the mapping in ``surrogate_mapping_table``.
+        (templated)
+    :param surrogate_mapping_table: the mapping table in that database, ``table`` or ``schema.table``;
+        created if it does not exist. (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -54,6 +63,9 @@ class PhiPolicyOperator(BaseOperator):
         "consent_query",
         "as_of",
         "report_path",
+        "surrogate_mapping_path",
+        "surrogate_mapping_conn_id",
+        "surrogate_mapping_table",
     )
     ui_color = "#e8f0e3"
 
@@ -71,6 +83,10 @@ class PhiPolicyOperator(BaseOperator):
         as_of: str = "{{ ds }}",
         pseudonym_key_conn_id: str = "phi_guard_pseudonym_key",
         manifest_key_conn_id: str = "phi_guard_manifest_key",
+        date_shift_key_conn_id: str = "phi_guard_date_shift_key",
+        surrogate_mapping_path: str | None = None,
+        surrogate_mapping_conn_id: str | None = None,
+        surrogate_mapping_table: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -85,6 +101,10 @@ class PhiPolicyOperator(BaseOperator):
         self.as_of = as_of
         self.pseudonym_key_conn_id = pseudonym_key_conn_id
         self.manifest_key_conn_id = manifest_key_conn_id
+        self.date_shift_key_conn_id = date_shift_key_conn_id
+        self.surrogate_mapping_path = surrogate_mapping_path
+        self.surrogate_mapping_conn_id = surrogate_mapping_conn_id
+        self.surrogate_mapping_table = surrogate_mapping_table
         self._result: GovernanceResult | None = None
 
     def execute(self, context: Context) -> dict[str, object]:
@@ -94,6 +114,8 @@ class PhiPolicyOperator(BaseOperator):
 
         policy = self._policy()
         key = self._pseudonym_key() if policy.uses(Treatment.PSEUDONYMIZE) else None
+        date_shift_key = self._date_shift_key() if policy.uses(Treatment.DATE_SHIFT) else None
+        surrogate_mapping = self._surrogate_mapping() if policy.uses(Treatment.SURROGATE) else None
 
         try:
             self._result = govern(
@@ -104,6 +126,8 @@ class PhiPolicyOperator(BaseOperator):
                 as_of=date.fromisoformat(self.as_of),
                 pseudonym_key=key,
                 manifest_key=self._manifest_key(),
+                date_shift_key=date_shift_key,
+                surrogate_mapping=surrogate_mapping,
             )
         except DataProcessingError as error:
             if error.retryable:
@@ -168,6 +192,49 @@ class PhiPolicyOperator(BaseOperator):
         from airflow_phi_guard.operators.hooks import ManifestKeyHook
 
         return ManifestKeyHook(self.manifest_key_conn_id).get_key()
+
+    def _date_shift_key(self) -> bytes | None:
+        """The date shift key, the password of its connection; None when the connection does not exist
+        (the engine then refuses the run), while any other failure of the lookup stays retryable."""
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            connection = BaseHook.get_connection(self.date_shift_key_conn_id)
+        except AirflowNotFoundException:
+            self.log.warning("no connection %s: date-shift will refuse", self.date_shift_key_conn_id)
+            return None
+        return connection.password.encode() if connection.password else None
+
+    def _surrogate_mapping(self) -> Any:
+        """The surrogate mapping: the Parquet file, or the table of a SQL connection; never both."""
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+        from airflow.sdk import BaseHook
+
+        from airflow_phi_guard.deid.surrogate import SqlMappingStore
+
+        path, conn_id = self.surrogate_mapping_path or None, self.surrogate_mapping_conn_id or None
+        if path and conn_id:
+            raise AirflowFailException(
+                "give the surrogate mapping as surrogate_mapping_path or surrogate_mapping_conn_id, not both"
+            )
+        if conn_id is None:
+            return path
+        if not self.surrogate_mapping_table:
+            raise AirflowFailException("surrogate_mapping_conn_id needs surrogate_mapping_table")
+        # Known shortcoming: this belongs in operators/hooks.py beside ConsentRegistryHook, as a
+        # SurrogateMappingHook; it is here until that file's owner moves it.
+        connection = BaseHook.get_connection(conn_id)
+        try:
+            hook = connection.get_hook()
+        except Exception:
+            hook = None
+        if not isinstance(hook, DbApiHook):
+            raise AirflowFailException(
+                f"surrogate mapping connection {conn_id} is of type {connection.conn_type}, whose hook is no "
+                "SQL database hook; give a database connection such as postgres"
+            )
+        return SqlMappingStore(hook.get_sqlalchemy_engine(), self.surrogate_mapping_table)
 
     def _pseudonym_key(self) -> bytes | None:
         from airflow_phi_guard.operators.hooks import PseudonymKeyHook

@@ -6,40 +6,109 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
+    from airflow.sdk.types import TaskInstanceKey
 
+    from airflow_phi_guard.quality.suite import RiskCheck
     from airflow_phi_guard.quality.validate import ValidationSummary
+
+
+class DataDocsLink(BaseOperatorLink):
+    """The "Data Docs" button of a validation task: the page of its validation result, or the site's index.
+
+    Airflow asks for the link once the task has finished, passed or failed, and keeps it in XCom; the page
+    holds counts and names only. Without ``data_docs_base_url`` the link is a ``file://`` address on the
+    worker, which a browser opens only where the folder is mounted.
+    """
+
+    name = "Data Docs"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        if not isinstance(operator, GovernedDatasetValidationOperator):
+            return ""
+        return operator.data_docs_url()
 
 
 class GovernedDatasetValidationOperator(BaseOperator):
     """Validate the dataset a :class:`PhiPolicyOperator` published and build Data Docs for a privacy reviewer.
 
-    The suite follows from the policy and the governance report: the output columns are exactly the
-    allowlisted ones, kept text holds no SSN, phone or email patterns, ZIP3 values are three digits, ages
-    at most 90. Results use a format without cell values, so nothing from the data reaches XCom or Data
-    Docs. A failed expectation fails the task without retry and withdraws the governed dataset, so that
-    no later task trains on a set that could not be shown to meet its policy.
+    The suite follows from the policy and the governance report (see ``docs/data-docs.md``): the columns are
+    exactly the allowlisted ones, kept values hold no identifier the product's detectors find, ZIP3 values
+    are existing prefixes with the restricted ones as 000, ages at most 90, pseudonyms never missing, and
+    k-anonymity over declared quasi-identifiers at least ``k_min``. Results hold counts, never cell values,
+    so nothing from the data reaches XCom or Data Docs. A failed expectation fails the task without retry
+    and withdraws the governed dataset, so that no later task trains on a set that could not be shown to
+    meet its policy. The task's "Data Docs" extra link opens its validation page.
 
     :param report_path: the governance report the policy task wrote. (templated)
     :param data_docs_dir: where to build the Data Docs site (``index.html``). (templated)
     :param gx_project_dir: the Great Expectations project folder for suites and results. (templated)
+    :param suite_path: a suite generated from the policy (``expectations/<policy>.json``) to run instead
+        of the one derived from the report; refused when it was made from another policy digest.
+        (templated)
+    :param quasi_identifiers: output columns to check k-anonymity over, with ``k_min``; the suite of a
+        generated file takes them from the policy.
+    :param k_min: the fewest rows every equivalence class over ``quasi_identifiers`` must hold.
+    :param data_docs_base_url: where ``data_docs_dir`` is served (``https://.../data-docs``), for the
+        "Data Docs" link; a ``file://`` link by default.
+
+    The results are also emitted as the OpenLineage ``dataQualityAssertions`` facet of the governed
+    dataset: one assertion per expectation, its column and whether it was met.
     """
 
-    template_fields: Sequence[str] = ("report_path", "data_docs_dir", "gx_project_dir")
+    template_fields: Sequence[str] = ("report_path", "data_docs_dir", "gx_project_dir", "suite_path")
     ui_color = "#f3ecd9"
+    operator_extra_links = (DataDocsLink(),)
 
-    def __init__(self, *, report_path: str, data_docs_dir: str, gx_project_dir: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        report_path: str,
+        data_docs_dir: str,
+        gx_project_dir: str,
+        suite_path: str | None = None,
+        quasi_identifiers: Sequence[str] = (),
+        k_min: int | None = None,
+        data_docs_base_url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.report_path = report_path
         self.data_docs_dir = data_docs_dir
         self.gx_project_dir = gx_project_dir
+        self.suite_path = suite_path
+        self.quasi_identifiers = tuple(quasi_identifiers)
+        self.k_min = k_min
+        self.data_docs_base_url = data_docs_base_url
+        if bool(self.quasi_identifiers) != (k_min is not None):
+            raise ValueError("quasi_identifiers and k_min go together: give both or neither")
         self._summary: ValidationSummary | None = None
         self._dataset: str | None = None
+
+    def data_docs_url(self) -> str:
+        """The address of this run's validation page (the site's index before a run), for the extra link."""
+        site = Path(self.data_docs_dir).resolve()
+        page = Path(self._summary.data_docs_page) if self._summary and self._summary.data_docs_page else None
+        target = page if page is not None else site / "index.html"
+        if self.data_docs_base_url:
+            try:
+                relative = target.relative_to(site).as_posix()
+            except ValueError:
+                relative = "index.html"
+            return f"{self.data_docs_base_url.rstrip('/')}/{relative}"
+        return target.as_uri()
+
+    def _risk(self) -> RiskCheck | None:
+        from airflow_phi_guard.quality.suite import RiskCheck
+
+        if not self.quasi_identifiers or self.k_min is None:
+            return None
+        return RiskCheck(self.quasi_identifiers, self.k_min)
 
     def execute(self, context: Context) -> dict[str, object]:
         from airflow_phi_guard.exceptions import PolicyViolationError
@@ -61,6 +130,8 @@ class GovernedDatasetValidationOperator(BaseOperator):
                 suite_name=f"{report.policy.name}-v{report.policy.version}",
                 data_docs_dir=self.data_docs_dir,
                 gx_project_dir=self.gx_project_dir,
+                suite_path=self.suite_path,
+                risk=self._risk(),
             )
             self.log.info(
                 "suite %s: %d expectation(s), %d failed; Data Docs at %s",

@@ -11,11 +11,16 @@ import datetime
 import hashlib
 import json
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from airflow_phi_guard.consent.purposes import is_known_purpose, vocabulary_hint
+from airflow_phi_guard.deid.risk import BelowK, LDiversity, RiskThresholds
+
+if TYPE_CHECKING:
+    from airflow_phi_guard.deid.generalize import AgeBands
+    from airflow_phi_guard.deid.treatments import DateReading
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -30,6 +35,13 @@ class Treatment(StrEnum):
     AGE = "age"
     ZIP3 = "zip3"
     PSEUDONYMIZE = "pseudonymize"
+    SURROGATE = "surrogate"
+    AGE_BAND = "age-band"
+    MONTH = "month"
+    QUARTER = "quarter"
+    STATE = "state"
+    TOP_BOTTOM_CODE = "top-bottom-code"
+    DATE_SHIFT = "date-shift"
 
     @property
     def changes_values(self) -> bool:
@@ -253,10 +265,46 @@ class DeidentificationPolicy(_Frozen):
     data_use_agreement: DataUseAgreement | None = Field(
         default=None, description="The agreement a `limited-data-set` policy discloses under; required there."
     )
+    quasi_identifiers: tuple[Name, ...] = Field(
+        default=(),
+        description="Output columns someone could link to other sources to single a person out; with "
+        "`k_min`, the run measures k-anonymity over them and refuses (or suppresses) classes below it.",
+    )
+    k_min: int | None = Field(
+        default=None, ge=2, description="Fewest output rows every equivalence class must hold."
+    )
+    l_diversity: LDiversity | None = Field(
+        default=None,
+        description="Optional l-diversity: `sensitive` output columns and the `l_min` distinct values of "
+        "each that every class must hold.",
+    )
+    below_k: BelowK = Field(
+        default=BelowK.REFUSE,
+        description="refuse (default): a class smaller than k_min refuses the run; suppress: its rows are "
+        "removed and counted.",
+    )
+    date_shift_window_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36525,
+        description="For `date-shift` columns: each subject's dates move by the same non-zero number of days "
+        "within plus or minus this window.",
+    )
 
     @model_validator(mode="after")
     def _record_of_the_method(self) -> DeidentificationPolicy:
         method = self.method
+        if method is DeidentificationMethod.EXPERT_DETERMINATION and self.expert_determination is None:
+            raise ValueError(
+                "an expert-determination policy records its determination: add 'expert_determination' "
+                "(expert, determined, report, expires) under 'deidentification' (45 CFR 164.514(b)(1))"
+            )
+        if method is DeidentificationMethod.LIMITED_DATA_SET and self.data_use_agreement is None:
+            raise ValueError(
+                "a limited-data-set policy records its data use agreement: add 'data_use_agreement' (id, "
+                "parties, permitted_purposes, signed, expires) under 'deidentification' "
+                "(45 CFR 164.514(e)(4))"
+            )
         if (
             method is not DeidentificationMethod.EXPERT_DETERMINATION
             and self.expert_determination is not None
@@ -268,16 +316,118 @@ class DeidentificationPolicy(_Frozen):
             raise ValueError(f"'data_use_agreement' belongs to a limited-data-set policy, not {method}")
         return self
 
+    @model_validator(mode="after")
+    def _risk_thresholds_complete(self) -> DeidentificationPolicy:
+        if self.quasi_identifiers and self.k_min is None:
+            raise ValueError("'quasi_identifiers' need 'k_min', the fewest rows every class must hold")
+        if not self.quasi_identifiers and (
+            self.k_min is not None or self.l_diversity is not None or "below_k" in self.model_fields_set
+        ):
+            raise ValueError("'k_min', 'l_diversity' and 'below_k' need 'quasi_identifiers' to measure over")
+        self.risk_thresholds  # noqa: B018 - the thresholds' own checks (a column declared twice)
+        return self
+
+    @property
+    def risk_thresholds(self) -> RiskThresholds | None:
+        """The re-identification thresholds the run must meet, or None when the policy declares none."""
+        if not self.quasi_identifiers or self.k_min is None:
+            return None
+        return RiskThresholds(
+            quasi_identifiers=self.quasi_identifiers,
+            k_min=self.k_min,
+            l_diversity=self.l_diversity,
+            below_k=self.below_k,
+        )
+
+
+#: Treatments that read a column's values as dates, and so take a ``dates`` reading.
+DATE_TREATMENTS = frozenset(
+    {
+        Treatment.YEAR,
+        Treatment.AGE,
+        Treatment.BIRTH_YEAR,
+        Treatment.MONTH,
+        Treatment.QUARTER,
+        Treatment.AGE_BAND,
+        Treatment.DATE_SHIFT,
+    }
+)
+
+
+class DateRules(_Frozen):
+    """How a date column is read (``dates:`` of a column): the rules of
+    :class:`~airflow_phi_guard.deid.treatments.DateReading`, declared per column, never guessed."""
+
+    text_formats: tuple[Literal["iso-8601", "month-day-year", "day-month-year"], ...] = Field(
+        default=("iso-8601",), min_length=1, description="Text formats read; ISO 8601 only by default."
+    )
+    two_digit_years: Literal["refuse", "not-after-reference", "cutoff"] = Field(
+        default="refuse",
+        description="refuse (default); not-after-reference: the latest century that puts the date on or "
+        "before the reference date (birth dates); cutoff: the century that ends at two_digit_year_cutoff.",
+    )
+    two_digit_year_cutoff: int | None = Field(
+        default=None, description="For two_digit_years: cutoff, the latest year a two-digit year can mean."
+    )
+    excel_serials: Literal["refuse", "excel-1900", "excel-1904"] = Field(
+        default="refuse", description="Whether numbers in the column are spreadsheet serial dates, and which."
+    )
+
+    @model_validator(mode="after")
+    def _readable(self) -> DateRules:
+        from pydantic import ValidationError
+
+        try:
+            self.reading  # noqa: B018 - the reading's own consistency rules
+        except ValidationError as error:
+            raise ValueError("; ".join(detail["msg"] for detail in error.errors())) from None
+        return self
+
+    @property
+    def reading(self) -> DateReading:
+        """The treatments' reading of these rules."""
+        # Imported here: the treatments import this module for Zip3Vintage.
+        from airflow_phi_guard.deid.treatments import DateReading
+
+        return DateReading.model_validate(self.model_dump())
+
 
 class ColumnPolicy(_Frozen):
     """One allowlisted source column: its treatment and why the purpose needs it."""
 
-    treatment: Treatment = Field(description="keep, drop, year, birth-year, age, zip3 or pseudonymize.")
+    treatment: Treatment = Field(
+        description="keep, drop, year, birth-year, age, age-band, month, quarter, date-shift, zip3, state, "
+        "top-bottom-code, surrogate or pseudonymize."
+    )
     output_name: Name | None = Field(
         default=None, alias="as", description="Name of the output column; the source name by default."
     )
     justification: Name = Field(
         description="Why the purpose needs this column, or why it is dropped (minimum necessary, 164.514(d))."
+    )
+    dates: DateRules | None = Field(
+        default=None,
+        description="For a treatment that reads dates: the text formats, two-digit year and serial number "
+        "rules of this column; ISO 8601 only by default.",
+    )
+    bands: tuple[int, ...] | None = Field(
+        default=None,
+        description="For age-band: the ages that start each band, increasing; the last band is open "
+        "([0, 18, 65, 90] gives 0-17, 18-64, 65-89, 90+).",
+    )
+    prefixes: bool = Field(
+        default=False, description="For state: the values are already three-digit ZIP prefixes."
+    )
+    bottom: int | float | None = Field(
+        default=None, description="For top-bottom-code: the lowest value published."
+    )
+    top: int | float | None = Field(
+        default=None, description="For top-bottom-code: the highest value published."
+    )
+    namespace: Name | None = Field(
+        default=None,
+        description="For surrogate: the kind of identifier (such as patient), so that tables naming the same "
+        "people share their codes.",
     )
 
     @model_validator(mode="after")
@@ -285,6 +435,60 @@ class ColumnPolicy(_Frozen):
         if self.treatment is Treatment.DROP and self.output_name is not None:
             raise ValueError("a dropped column has no output, so it takes no 'as'")
         return self
+
+    @model_validator(mode="after")
+    def _options_of_the_treatment(self) -> ColumnPolicy:
+        treatment = self.treatment
+        owners = {
+            "dates": DATE_TREATMENTS,
+            "bands": {Treatment.AGE_BAND},
+            "prefixes": {Treatment.STATE},
+            "bottom": {Treatment.TOP_BOTTOM_CODE},
+            "top": {Treatment.TOP_BOTTOM_CODE},
+            "namespace": {Treatment.SURROGATE},
+        }
+        stray = [
+            key
+            for key, treatments in owners.items()
+            if key in self.model_fields_set and treatment not in treatments
+        ]
+        if stray:
+            raise ValueError(f"treatment '{treatment}' takes no {', '.join(repr(key) for key in stray)}")
+        if treatment is Treatment.AGE_BAND:
+            if self.bands is None:
+                raise ValueError(
+                    "age-band needs 'bands', the ages that start each band (e.g. [0, 18, 65, 90])"
+                )
+            self.age_bands  # noqa: B018 - the bands' own checks
+        if treatment is Treatment.TOP_BOTTOM_CODE:
+            if self.top is None and self.bottom is None:
+                raise ValueError("top-bottom-code needs 'top', 'bottom' or both")
+            if self.top is not None and self.bottom is not None and self.bottom > self.top:
+                raise ValueError("'bottom' lies above 'top'")
+        if treatment is Treatment.SURROGATE and self.namespace is None:
+            raise ValueError("surrogate needs 'namespace', the kind of identifier (e.g. patient)")
+        return self
+
+    @property
+    def age_bands(self) -> AgeBands | None:
+        """The declared bands of an age-band column, or None."""
+        if self.bands is None:
+            return None
+        from pydantic import ValidationError
+
+        from airflow_phi_guard.deid.generalize import AgeBands
+
+        try:
+            return AgeBands(edges=self.bands)
+        except ValidationError as error:
+            raise ValueError("; ".join(detail["msg"] for detail in error.errors())) from None
+
+    @property
+    def date_reading(self) -> DateReading:
+        """How the column's dates are read: its ``dates`` rules, or ISO 8601 only."""
+        from airflow_phi_guard.deid.treatments import ISO_DATES
+
+        return self.dates.reading if self.dates is not None else ISO_DATES
 
 
 class Policy(_Frozen):
@@ -328,6 +532,11 @@ class Policy(_Frozen):
         if clashes:
             raise ValueError(
                 f"two columns would be written as {', '.join(clashes)}; give one a different 'as'"
+            )
+        if self.uses(Treatment.DATE_SHIFT) and self.deidentification.date_shift_window_days is None:
+            raise ValueError(
+                "date-shift columns need 'date_shift_window_days' under 'deidentification', the window "
+                "each subject's shift is drawn from"
             )
         return self
 
