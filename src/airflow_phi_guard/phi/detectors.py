@@ -23,15 +23,17 @@ One scan of a column takes three steps:
    the others, ``extract_regex`` takes each value's first match (which also says which values match), and
    the validator judges each distinct matched text once (a million timestamps hold a few thousand dates).
    Only the rare values that may hold more (a rejected first match followed by another, a match after an
-   excluded context such as "fax:") are re-read in Python, every match of them tried.
+   excluded context such as "fax:") are re-read in Python, every match of them tried. A built-in
+   detector left with few candidate values decides them all in Python, every match tried, for less than
+   RE2 takes to compile its pattern (:data:`_FEW_VALUES`, :data:`_PYTHON_UP_TO`).
 
 The scanner reports numbers of rows per detector and confidence, never a value. Each detector knows its
 false-positive traps, which its comment names: digit runs of codes (SNOMED CT, LOINC) and amounts of money,
 UUIDs, timestamps, lab units and short alphanumeric codes (``A1c``, ``H1``) are no identifiers here.
 
 The patterns are written in the subset that RE2 and Python's ``re`` read alike (ASCII classes rather than
-``\\d`` or ``\\b``, scoped flags such as ``(?i:...)``, no named groups), because the same patterns also feed
-the Great Expectations suite (``quality.suite``), which may search them with either engine.
+``\\d`` or ``\\b``, scoped flags such as ``(?i:...)``, no named groups), because a value may be decided by
+either engine; the tests hold both to the same answer on every text of the repository.
 """
 
 from __future__ import annotations
@@ -1014,11 +1016,12 @@ _HINTS: dict[str, str] = {
 }
 
 #: Built-in detectors whose values are read in Python up to a larger count than :data:`_FEW_VALUES`: RE2
-#: builds the street-address automaton (a case-folded list of USPS suffixes) in about a millisecond on
-#: every call and extracts its matches slowly, so a few hundred values cost less in Python's re. Measured
-#: on the labelled benchmark set (``make benchmark``; 346 candidate values: 14 ms in Arrow, 8 ms in
-#: Python). The results are the same on both paths (the detector tests run each value on both).
-_PYTHON_UP_TO = {"street-address": 1024}
+#: builds their automata slowly on every call (the street-address pattern's case-folded list of USPS
+#: suffixes takes a millisecond) and extracts their matches slowly, so a few hundred values cost less in
+#: Python's re. Measured on the labelled benchmark set (``make benchmark``), candidate values and
+#: milliseconds in Arrow and in Python: street-address 346, 14 and 8; luhn-card 197, 3.0 and 2.0; vin
+#: 155, 2.0 and 1.4. The results are the same on both paths (the detector tests run each value on both).
+_PYTHON_UP_TO = {"street-address": 1024, "luhn-card": 256, "vin": 256}
 
 
 def mrn_detector(pattern: str, *, name: str = "mrn") -> ValueDetector:
@@ -1310,10 +1313,7 @@ def _detect_in_python(
     over every text of the repository. A declared pattern (a policy's MRN format) always meets RE2 first,
     so that a value the two engines read differently is still reported (see :func:`_best_confidence`).
     """
-    search = detector.compiled.search
-    best = [
-        _best_confidence(detector, text) if search(text) is not None else None for text in texts.to_pylist()
-    ]
+    best = [_best_confidence(detector, text, matched_by_re2=False) for text in texts.to_pylist()]
     return {
         (position, confidence): pa.array([verdict is confidence for verdict in best], pa.bool_())
         for confidence in {verdict for verdict in best if verdict is not None}
@@ -1418,9 +1418,13 @@ def _python_verdicts(
     return result
 
 
-def _best_confidence(detector: ValueDetector, text: str) -> Confidence | None:
+def _best_confidence(detector: ValueDetector, text: str, *, matched_by_re2: bool = True) -> Confidence | None:
     """The best confidence at which ``detector`` finds something in ``text``, every match tried, overlapping
-    ones too, since a rejected match may hide a valid one that starts inside it."""
+    ones too, since a rejected match may hide a valid one that starts inside it.
+
+    :param matched_by_re2: whether RE2 found a match in ``text``, so that Python's re finding none means
+        the two engines disagree; False for a value that only Python's re reads.
+    """
     best: Confidence | None = None
     found_any = False
     for match in _every_match(detector.compiled, text):
@@ -1432,7 +1436,7 @@ def _best_confidence(detector: ValueDetector, text: str) -> Confidence | None:
             best = verdict
         if best is detector.confidence:
             break
-    if not found_any:
+    if not found_any and matched_by_re2:
         # RE2 matched where Python's re finds nothing: the two engines read the pattern differently. The
         # value is reported at low confidence rather than let through unseen.
         log.warning(
