@@ -49,6 +49,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[test]"
+	# pyCANON, the independent k-anonymity and l-diversity check of tests/deid/test_risk_pycanon.py, pins
+	# exact older numpy and pandas releases that cannot be resolved with ours; it runs on ours, so it is
+	# installed for the tests without its dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps pycanon==1.3.6
 	touch $(STAMP)
 
 clean:

@@ -1,12 +1,10 @@
 """Re-identification risk: k-anonymity and l-diversity against hand counts and an independent count.
 
-The issue asks for a cross-check against ``pycanon``. Every pycanon release on the index (1.0.0 to 1.3.6)
-pins ``numpy==2.0.2`` and ``pandas`` 2.x exactly, which the project's pins (numpy 2.4.6, pandas 3.1.1)
-exclude, so it cannot be a test dependency. The cross-check here is an independent implementation in plain
-Python (tuples in a ``Counter``, values in sets) with pycanon's definitions: k is the size of the smallest
-class, l the smallest number of distinct values of a sensitive column in a class (pycanon's ``gen=True``).
-Unlike pycanon, whose pandas ``groupby`` drops rows with a missing quasi-identifier, a missing value is
-a value of its own here.
+Besides pyCANON itself (``test_risk_pycanon.py``, on data without missing values, since pyCANON drops rows
+with a missing quasi-identifier), the cross-check here is an independent implementation in plain Python
+(tuples in a ``Counter``, values in sets) with pyCANON's definitions: k is the size of the smallest class,
+l the smallest number of distinct values of a sensitive column in a class (pyCANON's ``gen=True``), and a
+missing value is a value of its own.
 """
 
 from __future__ import annotations
