@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from airflow_phi_guard.phi import detectors
 from airflow_phi_guard.phi.detectors import _HINTS, DETECTORS
 from tests.conftest import REPO, SYNTHEA
 from tests.phi import test_detectors
@@ -68,3 +70,22 @@ def test_re2_and_python_find_the_same_texts(detector):
     by_python = [detector.compiled.search(text) is not None for text in TEXTS]
     differ = sum(re2 != python for re2, python in zip(by_re2, by_python, strict=True))
     assert not differ, f"{detector.name}: RE2 and Python's re differ on {differ} of {len(TEXTS)} texts"
+
+
+def test_detecting_on_several_threads_finds_what_one_thread_finds(monkeypatch):
+    # Over many distinct values the identifiers are detected on a thread pool; the hits must not depend on
+    # it, nor on the order in which the threads finish.
+    values = pa.array(TEXTS, pa.string())
+    monkeypatch.setattr(detectors, "_PARALLEL_FROM", len(TEXTS) + 1)
+    one_thread = detectors.detect_column(values)
+    monkeypatch.setattr(detectors, "_PARALLEL_FROM", 0)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        monkeypatch.setattr(detectors, "_pool", lambda: pool)
+        assert detectors.detect_column(values) == one_thread
+    assert len(one_thread) > 20
+
+
+def test_one_core_gets_no_thread_pool(monkeypatch):
+    monkeypatch.setattr(detectors.os, "sched_getaffinity", lambda pid: {0})
+    assert detectors._pool() is None

@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -1204,12 +1206,14 @@ def _detect(
     widened back to every value.
     """
     shared = _shared_hint(groups)
+    shared_values, shared_weights = distinct, weights
     if shared is not None:
         # The values that some group of the shared pass may match: each of those groups' hints then runs
         # on them alone, and picks the same values as over all values.
         in_shared = _hinted(distinct, shared)
         shared_values, shared_weights = distinct.filter(in_shared), weights.filter(in_shared)
-    for group in groups:
+
+    def detect_group(group: _Group) -> tuple[pa.Array, dict[tuple[int, Confidence], pa.Array]] | None:
         looked_at, looked_at_weights = distinct, weights
         if group.hint is not None:
             sieved, sieved_weights = distinct, weights
@@ -1217,10 +1221,35 @@ def _detect(
                 sieved, sieved_weights = shared_values, shared_weights
             in_group = _hinted(sieved, group.hint)
             looked_at, looked_at_weights = sieved.filter(in_group), sieved_weights.filter(in_group)
-        if len(looked_at):
-            found = _detect_group(looked_at, detectors, group)
-            if found:
-                yield looked_at_weights, found
+        found = _detect_group(looked_at, detectors, group) if len(looked_at) else {}
+        return (looked_at_weights, found) if found else None
+
+    # The identifiers are independent, and Arrow's kernels release the GIL: over many values they run on
+    # every core. The results come back in the order of the groups, whichever finished first.
+    pool = _pool() if len(distinct) >= _PARALLEL_FROM else None
+    for result in pool.map(detect_group, groups) if pool is not None else map(detect_group, groups):
+        if result is not None:
+            yield result
+
+
+#: From this many distinct values, the identifiers of a chunk are detected on several threads; below it,
+#: handing work to threads costs more than it saves.
+_PARALLEL_FROM = 4096
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool() -> ThreadPoolExecutor | None:
+    """A thread pool of this process (a forked child, such as an Airflow task, makes its own), or None on
+    a single core."""
+    global _POOL
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(4, cores)
+    if workers < 2:
+        return None
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phi-guard-scan"))
+    return _POOL[1]
 
 
 def _select(candidates: pa.Array, hint: str | None) -> tuple[pa.Array | None, pa.Array]:
