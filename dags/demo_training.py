@@ -65,3 +65,25 @@ def train_readmission_model(
         "test_rows": float(len(test)),
         "test_auc": round(float(roc_auc_score(labels.iloc[test], scores)), 4),
     }
+
+
+def score_readmission_model(
+    model_path: str | os.PathLike[str], governed: str | os.PathLike[str], scores: str | os.PathLike[str]
+) -> int:
+    """Score the governed set with the trained model; write one risk per row and return the row count.
+
+    :param model_path: the fitted pipeline (joblib).
+    :param governed: the governed Parquet file.
+    :param scores: where to write the scores (Parquet: ``PATIENT_KEY``, a surrogate code, and the risk).
+    """
+    import joblib
+    import pandas as pd
+
+    pipeline = joblib.load(model_path)
+    frame = pd.read_parquet(governed, columns=[GROUP, *CATEGORICAL, *NUMERIC])
+    features = frame[CATEGORICAL + NUMERIC].astype({name: "object" for name in CATEGORICAL})
+    result = pd.DataFrame({GROUP: frame[GROUP], "READMISSION_RISK": pipeline.predict_proba(features)[:, 1]})
+    target = Path(scores)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result.to_parquet(target, index=False)
+    return len(result)

@@ -6,7 +6,10 @@ needs, and publishes the governed set, Safe Harbor de-identified (surrogate pati
 mapping, a k-anonymity gate); Great Expectations validates it; a scikit-learn model is trained on it. A
 second task governs the same extract under ``policies/readmission_risk_expert.yaml``: expert
 determination, keyed pseudonyms and per-patient date shifts, reported as not Safe Harbor. OpenLineage
-events record which PHI reached the model, in which treatment, under which consent.
+events record which PHI reached the model, in which treatment, under which consent. The expert set, still
+PHI, is then exported to two vendors of ``recipients.yaml``, each behind a recipient gate: Northwind, whose
+business associate agreement permits model training, receives it; Acme, without an agreement, is refused
+and its upload skipped.
 
 Secrets come from Airflow connections, never from the files: ``phi_guard_pseudonym_key``,
 ``phi_guard_date_shift_key`` and ``phi_guard_manifest_key`` (the subject manifest, so that
@@ -32,8 +35,10 @@ from pathlib import Path
 from airflow.sdk import DAG, Asset, task
 
 from airflow_phi_guard.lineage.datasets import asset_uri
+from airflow_phi_guard.operators.inference import BatchInferenceOperator
 from airflow_phi_guard.operators.policy import PhiPolicyOperator
 from airflow_phi_guard.operators.quality import GovernedDatasetValidationOperator
+from airflow_phi_guard.operators.recipients import RecipientGateOperator
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -51,11 +56,32 @@ SURROGATE_MAPPING = Path(
     os.environ.get("PHI_GUARD_DEMO_SURROGATE_MAPPING", OUTPUT / "private" / "surrogate_mapping.parquet")
 ).resolve()
 MODEL = OUTPUT / "models" / "readmission-risk-1.joblib"
+# Who receives governed sets, and under which business associate agreement (recipients.yaml).
+RECIPIENTS = HERE / "recipients.yaml"
+# The expert-determination set is still PHI: Northwind has an agreement for it, Acme has none.
+NORTHWIND_EXPORT = "s3://northwind-labelling-inbound/readmission/readmission_risk_expert.parquet"
+ACME_EXPORT = "s3://acme-models-inbound/readmission/readmission_risk_expert.parquet"
+# Stands in for the vendors' buckets: an upload is a copy under outbox/<bucket>/<key>.
+OUTBOX = OUTPUT / "outbox"
+SCORES = OUTPUT / "scores" / "readmission_risk_scores.parquet"
+# The hash-chained audit trail of the inference batches (``phi-guard trail verify``).
+AUDIT_TRAIL = OUTPUT / "audit-trail.jsonl"
 
 CONSENT_CONN_ID = "phi_guard_consent"
 CONSENT_TABLE = os.environ.get("PHI_GUARD_DEMO_CONSENT_TABLE", "phi_guard_demo.consent_registry")
 # Decided when the task runs, not when the DAG is parsed: the connection names the database if it exists.
 _IN_DATABASE = f"conn.get('{CONSENT_CONN_ID}')"
+
+
+def _score(governed: str, scores: str) -> int:
+    """Batch inference of the demo: the trained model scores the governed set (audit-logged by the task)."""
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from demo_training import score_readmission_model
+
+    return score_readmission_model(MODEL, governed, scores)
+
 
 with DAG(
     dag_id="phi_guard_readmission_training",
@@ -93,6 +119,8 @@ with DAG(
         output_path=str(GOVERNED),
         report_path=str(REPORT),
         surrogate_mapping_path=str(SURROGATE_MAPPING),
+        trail_path=str(AUDIT_TRAIL),
+        recipients_path=str(RECIPIENTS),
     )
 
     govern_expert = PhiPolicyOperator(
@@ -104,6 +132,8 @@ with DAG(
         consent_table=CONSENT_TABLE,
         output_path=str(EXPERT_GOVERNED),
         report_path=str(EXPERT_REPORT),
+        trail_path=str(AUDIT_TRAIL),
+        recipients_path=str(RECIPIENTS),
     )
 
     validate = GovernedDatasetValidationOperator(
@@ -123,9 +153,51 @@ with DAG(
 
         return train_readmission_model(GOVERNED, MODEL)
 
+    score = BatchInferenceOperator(
+        task_id="score_governed_set",
+        model_name="readmission-risk",
+        model_version="1",
+        model_path=str(MODEL),
+        input_path=str(GOVERNED),
+        output_path=str(SCORES),
+        trail_path=str(AUDIT_TRAIL),
+        score=_score,
+    )
+
+    def export_to(recipient: str, destination: str):
+        """An export of the expert-determination set, behind the recipient gate of its destination."""
+        gate = RecipientGateOperator(
+            task_id=f"gate_export_to_{recipient}",
+            destination=destination,
+            report_path=str(EXPERT_REPORT),
+            recipients_path=str(RECIPIENTS),
+            # The demo's refused export is expected: its gate records the refusal and skips the upload, so
+            # that the run shows both answers and still succeeds. In production, leave the default, fail.
+            on_refusal="skip",
+        )
+
+        @task(
+            task_id=f"export_to_{recipient}",
+            inlets=[Asset(asset_uri(EXPERT_GOVERNED))],
+            outlets=[Asset(destination)],
+        )
+        def export() -> str:
+            """Stand in for the upload: copy the governed set into the outbox folder of the bucket."""
+            import shutil
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(destination)
+            target = OUTBOX / parts.netloc / parts.path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(EXPERT_GOVERNED, target)
+            return str(target)
+
+        gate >> export()
+        return gate
+
     inputs = prepare_inputs("{{ ds }}")
-    inputs >> govern >> validate >> train_model()
-    inputs >> govern_expert
+    inputs >> govern >> validate >> train_model() >> score
+    inputs >> govern_expert >> [export_to("northwind", NORTHWIND_EXPORT), export_to("acme", ACME_EXPORT)]
 
 
 def _load_into_database_if_connected(registry) -> None:

@@ -25,6 +25,8 @@ def get_provider_info() -> dict[str, object]:
                     "airflow_phi_guard.operators.policy",
                     "airflow_phi_guard.operators.quality",
                     "airflow_phi_guard.operators.scan",
+                    "airflow_phi_guard.operators.recipients",
+                    "airflow_phi_guard.operators.inference",
                 ],
             }
         ],

@@ -124,7 +124,60 @@ def _parser() -> argparse.ArgumentParser:
         "URL with --surrogate-mapping-table",
     )
     apply.add_argument("--surrogate-mapping-table", help="the mapping table of a database, schema.table")
+    apply.add_argument(
+        "--recipients",
+        type=Path,
+        help="the recipient registry (YAML): the policy's recipient must be in it and fit for the output",
+    )
+    apply.add_argument(
+        "--trail", help="record the run in this audit trail: a JSONL file, or a PostgreSQL URL[#schema.table]"
+    )
     apply.set_defaults(run=_apply)
+
+    trail = commands.add_parser("trail", help="the hash-chained audit trail of decisions")
+    trail_commands = trail.add_subparsers(required=True, metavar="COMMAND")
+    verify = trail_commands.add_parser(
+        "verify", help="check that no record was edited, deleted, inserted or moved, and say where"
+    )
+    verify.add_argument("--trail", required=True, help="a JSONL file, or a PostgreSQL URL[#schema.table]")
+    verify.add_argument(
+        "--events",
+        type=Path,
+        action="append",
+        default=[],
+        help="an OpenLineage event log whose recorded trail heads must be in the chain (shows a cut tail); "
+        "may be repeated",
+    )
+    verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.set_defaults(run=_trail_verify)
+
+    assess = commands.add_parser(
+        "assess", help="the AI risk assessment of a model: BAAs, de-identification, inference logging, risk"
+    )
+    assess_origin = assess.add_mutually_exclusive_group(required=True)
+    assess_origin.add_argument("--events", type=Path, help="an OpenLineage event log (JSON lines)")
+    assess_origin.add_argument("--archive", help="the lineage archive's PostgreSQL URL")
+    assess.add_argument("--archive-table", help=f"the archive table, schema.table ({DEFAULT_ARCHIVE_TABLE})")
+    assess.add_argument("--model", required=True, help="NAME or NAME:VERSION")
+    assess.add_argument("--trail", help="the audit trail: a JSONL file, or a PostgreSQL URL[#schema.table]")
+    assess.add_argument("--recipients", type=Path, help="the recipient registry (YAML)")
+    assess.add_argument("--format", choices=("text", "json", "html"), default="text")
+    assess.add_argument("--output", type=Path, help="write it here; standard output when omitted")
+    assess.set_defaults(run=_assess)
+
+    gate = commands.add_parser(
+        "gate", help="may a governed set go to a destination: the recipient gate, outside Airflow"
+    )
+    gate.add_argument("--report", required=True, type=Path, help="the governance report (JSON)")
+    gate.add_argument("--destination", required=True, help="the URI or path the export would write to")
+    gate.add_argument(
+        "--recipients",
+        type=Path,
+        help="the recipient registry (YAML); PHI_GUARD_RECIPIENT_REGISTRY by default",
+    )
+    gate.add_argument("--date", type=_iso_date, default=None, help="the run date, YYYY-MM-DD (today)")
+    gate.add_argument("--format", choices=("text", "json"), default="text")
+    gate.set_defaults(run=_gate)
 
     plan = commands.add_parser("plan", help="show what a policy would do to each column, reading no rows")
     plan.add_argument("--policy", required=True, type=Path)
@@ -304,6 +357,8 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
             manifest_key=manifest_key.encode() if manifest_key else None,
             date_shift_key=date_shift_key.encode() if date_shift_key else None,
             surrogate_mapping=_surrogate_mapping(arguments),
+            trail=arguments.trail,
+            recipients=_recipient_registry(arguments.recipients),
         )
         if arguments.report:
             result.write_report(arguments.report)
@@ -323,6 +378,94 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     except PolicyViolationError as error:
         _say("refused:", str(error))
     return EXIT_REFUSED
+
+
+def _trail_verify(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.trail.anchors import verify_trail
+    from airflow_phi_guard.trail.store import open_trail
+
+    for path in arguments.events:
+        _require_input(path)
+    if "://" not in arguments.trail:
+        _require_input(Path(arguments.trail))
+    verification = verify_trail(open_trail(arguments.trail), arguments.events)
+    if arguments.format == "json":
+        sys.stdout.write(verification.model_dump_json(indent=2) + "\n")
+    else:
+        console.print(verification.describe())
+    return EXIT_PUBLISHED if verification.intact else EXIT_REFUSED
+
+
+def _recipient_registry(path: Path | None) -> object:
+    """The registry ``--recipients`` names, or None."""
+    from airflow_phi_guard.recipients.registry import load_recipient_registry
+
+    return load_recipient_registry(path) if path else None
+
+
+def _gate(arguments: argparse.Namespace, console: Console) -> int:
+    """The recipient gate on a report: exit 0 when the export may go, 3 when it is refused."""
+    import json
+
+    from airflow_phi_guard.recipients.gate import Release, decide
+    from airflow_phi_guard.recipients.registry import RECIPIENT_REGISTRY_VARIABLE, load_recipient_registry
+
+    registry_path = arguments.recipients or os.environ.get(RECIPIENT_REGISTRY_VARIABLE)
+    if not registry_path:
+        _say("error:", f"give --recipients, or set {RECIPIENT_REGISTRY_VARIABLE}")
+        return EXIT_USAGE
+    registry = load_recipient_registry(registry_path)
+    _require_input(arguments.report)
+    try:
+        release = Release.from_report(json.loads(arguments.report.read_text(encoding="utf-8")))
+    except ValueError:
+        _say("error:", f"{arguments.report} is not a governance report (JSON); nothing may be exported")
+        return EXIT_ERROR
+    decision = decide(release, arguments.destination, registry, arguments.date or datetime.now(UTC).date())
+
+    if arguments.format == "json":
+        console.print_json(decision.model_dump_json())
+    else:
+        console.print(
+            f"{'allowed' if decision.allowed else 'refused'}: policy {decision.policy} ({decision.data}) to "
+            f"{decision.destination}, recipient {decision.recipient or '-'}, agreement "
+            f"{decision.agreement or '-'}, on {decision.run_date.isoformat()} ({', '.join(decision.rules)})"
+        )
+    for refusal in decision.refusals:
+        _say("refused:", refusal)
+    return EXIT_PUBLISHED if decision.allowed else EXIT_REFUSED
+
+
+def _assess(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard import assess
+    from airflow_phi_guard.lineage import audit
+    from airflow_phi_guard.trail.store import open_trail
+
+    name, _, version = arguments.model.partition(":")
+    if arguments.archive is not None:
+        from airflow_phi_guard.lineage.archive import LineageArchive
+
+        with LineageArchive(arguments.archive, arguments.archive_table or DEFAULT_ARCHIVE_TABLE) as source:
+            events = source.events_for(audit.ModelQuery(name, version or None))
+    else:
+        _require_input(arguments.events)
+        events = audit.read_events(arguments.events)
+    registry = None
+    if arguments.recipients is not None:
+        from airflow_phi_guard.recipients.registry import load_recipient_registry
+
+        _require_input(arguments.recipients)
+        registry = load_recipient_registry(arguments.recipients)
+    if arguments.trail is not None and "://" not in arguments.trail:
+        _require_input(Path(arguments.trail))
+    trail = open_trail(arguments.trail) if arguments.trail is not None else None
+
+    result = assess.assess(events, name, version or None, trail=trail, recipients=registry)
+    render = {"json": assess.render_json, "html": assess.render_html}.get(
+        arguments.format, assess.render_text
+    )
+    _write_output(arguments.output, render(result))
+    return EXIT_PUBLISHED if result.passed else EXIT_REFUSED
 
 
 def _surrogate_mapping(arguments: argparse.Namespace) -> object:
@@ -696,9 +839,11 @@ class _CliLineage:
         self.job_name = f"apply.{policy.name}"
 
     def finish(self, result: GovernanceResult) -> None:
-        from airflow_phi_guard.lineage.build import lineage_for_report
+        from airflow_phi_guard.lineage.build import lineage_for_report, trail_facet
+        from airflow_phi_guard.trail.store import open_trail
 
         event_type = "COMPLETE" if result.report.published else "FAIL"
+        head, trail = result.trail_head, self.arguments.trail
         self._emit(
             event_type,
             lambda: lineage_for_report(
@@ -706,6 +851,7 @@ class _CliLineage:
                 self.policy,
                 input_schema=result.plan.schema,
                 output_schema=result.output_schema,
+                trail=trail_facet(open_trail(trail).display_name, head) if head and trail else None,
             ),
         )
 

@@ -143,6 +143,31 @@ class DeidentificationRecordError(PolicyViolationError):
     force at the run's reference date, or does not permit the policy's purpose."""
 
 
+class RecipientNotPermittedError(PolicyViolationError):
+    """The recipient of a destination lacks what the data needs: no business associate agreement in force
+    for the purpose, an agreement for de-identified data only, a sale of PHI without authorization, or a
+    destination no recipient owns. Each refusal names the recipient, the agreement and the rule."""
+
+
+class RecipientRegistryError(PhiGuardError, ValueError):
+    """A recipient registry that cannot be used: unreadable, not YAML, an unknown key, a bad value.
+
+    :param file: the registry file.
+    :param key: the dotted path of the offending key, or None for the whole file.
+    :param line: the 1-based line of that key in the file, or None when unknown.
+    :param problem: what is wrong, and what to do about it.
+    """
+
+    def __init__(self, file: str, key: str | None, line: int | None, problem: str) -> None:
+        self.file = file
+        self.key = key
+        self.line = line
+        self.problem = problem
+        where = file if line is None else f"{file}:{line}"
+        subject = f"key '{key}'" if key else "recipient registry"
+        super().__init__(f"{where}: {subject}: {problem}")
+
+
 class SubjectManifestError(PhiGuardError):
     """A subject manifest that cannot be trusted: missing, unreadable, misshapen, or changed since its run.
 
@@ -186,6 +211,21 @@ class LineageArchiveUnavailableError(LineageArchiveError):
             f"the database is unreachable ({cause}; the underlying message is withheld); nothing was "
             "loaded or read; check the URL and that the server accepts connections, then retry",
         )
+
+
+class AuditTrailError(PhiGuardError):
+    """The audit trail refused an append or could not be read: a store whose last record is unreadable or
+    does not verify, a record that is not value-free, or a database that rejected a statement. Nothing was
+    appended; the driver's message is withheld (it may quote records).
+
+    :param trail: the trail's display name, without a password.
+    :param problem: what is wrong and what to do.
+    """
+
+    def __init__(self, trail: str, problem: str) -> None:
+        self.trail = trail
+        self.problem = problem
+        super().__init__(f"audit trail {trail}: {problem}")
 
 
 class ModelNotInLineageError(PhiGuardError, LookupError):

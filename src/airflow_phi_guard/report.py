@@ -223,6 +223,8 @@ class GovernanceReport(_Record):
             "policy": self.policy.name,
             "policy_version": self.policy.version,
             "policy_digest": self.policy.digest,
+            "purpose": self.purpose,
+            "as_of": self.as_of.isoformat(),
             "output": self.output,
             "rows_read": self.rows.read,
             "rows_admitted": self.rows.admitted,

@@ -26,16 +26,15 @@ from airflow_phi_guard.lineage.audit import (
     parse_instant,
     read_events,
 )
-from tests.lineage.test_audit import LITE_MODEL, TRAINING_TIME, demo_policy_columns
-from tests.lineage.test_audit import demo_lineage as _demo_lineage  # noqa: F401 - the fixture, shared
+from tests.lineage.conftest import LITE_MODEL, TRAINING_TIME, demo_policy_columns
 
 CANARY = "CANARY-EVENT-CONTENT-7731"
 
 
 @pytest.fixture(scope="session")
-def demo(_demo_lineage):  # noqa: F811 - the imported fixture, by name
-    """The demo's events, as tests/lineage/test_audit.py writes them through `phi-guard apply`."""
-    return _demo_lineage
+def demo(demo_lineage):
+    """The demo's events, written once a session by tests/lineage/conftest.py through `phi-guard apply`."""
+    return demo_lineage
 
 
 @pytest.fixture
@@ -282,14 +281,16 @@ class TestAuditFromTheArchive:
 
     def test_a_model_query_reads_only_its_runs_and_their_readers(self, demo_archive, demo):
         events = demo_archive.events_for(ModelQuery("readmission-risk", "1"))
-        # the demo model's START and COMPLETE, and the training run; not the lite model, not the
-        # validation that wrote nothing, not the noise
+        # the demo model's START and COMPLETE, and the runs that read its set: the training run and the
+        # validation that wrote nothing (the datasheet reports validations); not the lite model, not the
+        # noise
         governance = [event for event in events if "phiGuard_policy" in event["run"].get("facets", {})]
         assert {event["run"]["facets"]["phiGuard_policy"]["model"]["name"] for event in governance} == {
             "readmission-risk"
         }
         assert len(governance) == 2
-        assert [event["run"]["runId"] for event in events if event not in governance] == [demo.training_run]
+        readers = [event["run"]["runId"] for event in events if event not in governance]
+        assert sorted(readers) == sorted([demo.training_run, demo.validation_run])
 
     def test_the_command_answers_the_demo_from_the_archive(self, demo_archive, demo, capsys):
         def audit(*options: str) -> dict:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml
@@ -31,17 +28,27 @@ from airflow_phi_guard.lineage.audit import (
     render_text,
 )
 from airflow_phi_guard.lineage.build import lineage_for_report, lineage_for_start
-from airflow_phi_guard.lineage.emit import emit_run, new_run_id
+from airflow_phi_guard.lineage.emit import emit_run
 from airflow_phi_guard.policy.loader import parse_policy
 from airflow_phi_guard.policy.models import Treatment
 from airflow_phi_guard.report import ColumnDecision, Verdict
-from tests.cli_fixtures import edited
-from tests.conftest import DEMO_POLICY, REPO, SYNTHEA
-from tests.lineage.conftest import COLUMNS, GOVERNED, POLICY_TEXT, SOURCE, make_report
+from tests.conftest import DEMO_POLICY
+from tests.lineage.conftest import (
+    COLUMNS,
+    DEMO_AS_OF,
+    GOVERNED,
+    LITE_MODEL,
+    POLICY_TEXT,
+    SOURCE,
+    T0,
+    TRAINING_TIME,
+    demo_policy_columns,
+    make_report,
+)
+from tests.lineage.conftest import airflow_task_event as _airflow_task_event
+from tests.lineage.conftest import append_events as _append
 
-T0 = datetime(2024, 7, 1, 9, 0, tzinfo=UTC)
 SOURCE_URI = f"file://{SOURCE}"
-MODEL_FILE = "/data/models/readmission-risk.pkl"
 
 
 def _govern(policy, path, *, at=T0, **report_args) -> str:
@@ -57,34 +64,6 @@ def _govern(policy, path, *, at=T0, **report_args) -> str:
         started_at=at,
         ended_at=at + timedelta(minutes=1),
     )
-
-
-def _airflow_task_event(
-    event_type="COMPLETE", *, at=T0 + timedelta(hours=1), inputs=None, run_id=None
-) -> dict:
-    """A task event as the Airflow OpenLineage provider writes it, with facets the audit does not know."""
-    return {
-        "eventType": event_type,
-        "eventTime": at.isoformat(),
-        "producer": "https://github.com/apache/airflow/tree/providers-openlineage/2.20.3",
-        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
-        "run": {
-            "runId": run_id or new_run_id(),
-            "facets": {
-                "airflow": {"_producer": "x", "_schemaURL": "y", "dag": {"dag_id": "d"}, "task": [1, 2]},
-                "processing_engine": {"name": "Airflow", "version": "3.3.2"},
-            },
-        },
-        "job": {"namespace": "default", "name": "phi_guard_readmission_training.train"},
-        "inputs": [{"namespace": "file", "name": GOVERNED, "facets": {}}] if inputs is None else inputs,
-        "outputs": [{"namespace": "file", "name": MODEL_FILE}],
-    }
-
-
-def _append(path, *events) -> None:
-    with path.open("a", encoding="utf-8") as stream:
-        for event in events:
-            stream.write(json.dumps(event) + "\n")
 
 
 @pytest.fixture
@@ -411,6 +390,9 @@ class TestRendering:
             "admitted_rows_by_basis",
             "admitted_subjects_by_basis",
             "risk",
+            # the Safe Harbor verdict of the phiGuard_deidentification facet (issue 6)
+            "safe_harbor_status",
+            "safe_harbor_breaches",
         }
 
     def test_json_of_several_audits_is_a_list(self, policy, events_path):
@@ -663,112 +645,6 @@ class TestEventLogSource:
         assert run.rows_admitted == 7
 
 
-# The demo: real events written by `phi-guard apply --events` with the demo's policy on the demo's extract,
-# and a second model whose policy is the demo's with ZIP dropped. Expected answers are read from the
-# policy files, never from the audit.
-
-DEMO_AS_OF = "2026-12-01"
-LITE_MODEL = ("readmission-risk-lite", "2")
-#: When the demo's training run read the governed set (after both governance runs, which run now).
-TRAINING_TIME = "2030-01-01T00:00:00+00:00"
-
-
-@dataclass(frozen=True)
-class DemoLineage:
-    """The event log and what produced it."""
-
-    events: Path
-    extract: Path
-    governed: Path
-    lite_governed: Path
-    report: dict
-    training_run: str
-
-
-def _lite_policy_text() -> str:
-    """The demo policy for another model, with ZIP dropped instead of reduced to ZIP3."""
-    text = DEMO_POLICY.read_text(encoding="utf-8")
-    text = edited(text, "name: readmission-risk\n", f"name: {LITE_MODEL[0]}\n")
-    text = edited(
-        text,
-        'model: {name: readmission-risk, version: "1"}',
-        f'model: {{name: {LITE_MODEL[0]}, version: "{LITE_MODEL[1]}"}}',
-    )
-    (zip_line,) = [line for line in text.splitlines() if line.startswith("  ZIP:")]
-    text = edited(text, "quasi_identifiers: [AGE, GENDER, ZIP3]", "quasi_identifiers: [AGE, GENDER]")
-    return edited(text, zip_line, '  ZIP: {treatment: drop, justification: "Not needed by the lite model."}')
-
-
-def _load_dag_module(name: str):
-    specification = importlib.util.spec_from_file_location(name, REPO / "dags" / f"{name}.py")
-    module = importlib.util.module_from_spec(specification)
-    specification.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def demo_lineage(tmp_path_factory) -> DemoLineage:
-    """Two `phi-guard apply --events` runs on the demo extract (the demo policy, then the lite one), a
-    validation that only reads the first set, and a training run (as Airflow's provider writes it) that
-    reads it and writes the model."""
-    from airflow_phi_guard.cli import main
-
-    root = tmp_path_factory.mktemp("demo-lineage")
-    extract = _load_dag_module("demo_extract").write_encounter_extract(SYNTHEA, root / "extract.parquet")
-    registry = root / "consent.csv"
-    _load_dag_module("demo_consent").write_demo_consent_registry(SYNTHEA / "patients.csv", registry)
-    lite_policy = root / "readmission_risk_lite.yaml"
-    lite_policy.write_text(_lite_policy_text(), encoding="utf-8")
-    events = root / "events.jsonl"
-    governed, lite_governed = root / "governed" / "readmission_risk.parquet", root / "lite" / "lite.parquet"
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PHI_GUARD_PSEUDONYM_KEY", "audit-test-key-not-a-secret-0123456789")
-        patch.delenv("PHI_GUARD_MANIFEST_KEY", raising=False)
-        patch.delenv("OPENLINEAGE_DISABLED", raising=False)
-        for policy_path, output, report in (
-            (DEMO_POLICY, governed, "report.json"),
-            (lite_policy, lite_governed, "lite.json"),
-        ):
-            arguments = [
-                "apply",
-                "--policy",
-                str(policy_path),
-                "--input",
-                str(extract),
-                "--output",
-                str(output),
-            ]
-            arguments += ["--consent", str(registry), "--as-of", DEMO_AS_OF, "--events", str(events)]
-            arguments += ["--surrogate-mapping", str(root / "private" / "surrogate-mapping.parquet")]
-            assert main([*arguments, "--report", str(root / report)]) == 0
-
-    governed_dataset = [{"namespace": "file", "name": str(governed.resolve()), "facets": {}}]
-    validation = _airflow_task_event(at=datetime.fromisoformat(TRAINING_TIME), inputs=governed_dataset)
-    validation["outputs"] = []
-    training = _airflow_task_event(at=datetime.fromisoformat(TRAINING_TIME), inputs=governed_dataset)
-    _append(events, validation, training)
-    return DemoLineage(
-        events=events,
-        extract=extract.resolve(),
-        governed=governed.resolve(),
-        lite_governed=lite_governed.resolve(),
-        report=json.loads((root / "report.json").read_text(encoding="utf-8")),
-        training_run=training["run"]["runId"],
-    )
-
-
-def demo_policy_columns(path: Path = DEMO_POLICY) -> tuple[set[tuple[str, str, str]], set[str]]:
-    """What a policy file says reaches its model: (column, treatment, output column), and what it drops."""
-    columns = yaml.safe_load(path.read_text(encoding="utf-8"))["columns"]
-    kept = {
-        (name, entry["treatment"], entry.get("as", name))
-        for name, entry in columns.items()
-        if entry["treatment"] != "drop"
-    }
-    return kept, {name for name, entry in columns.items() if entry["treatment"] == "drop"}
-
-
 class TestDemo:
     def test_the_model_audit_answers_the_demo_policy(self, demo_lineage):
         audit = audit_model(read_events(demo_lineage.events), "readmission-risk", "1")
@@ -806,6 +682,25 @@ class TestDemo:
                 report["rows"]["excluded"],
             )
         assert audit.policy_digests == [report["policy"]["digest"]]
+
+    def test_the_model_audit_reads_risk_and_the_safe_harbor_verdict(self, demo_lineage, capsys):
+        """From the demo policy: k-anonymity over its quasi-identifiers with suppression below k_min, so
+        the published k is at least k_min; Safe Harbor with a recorded attestation, so the verdict is met
+        (164.514(b)(2)(ii))."""
+        from airflow_phi_guard.cli import main
+
+        policy = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))["deidentification"]
+        governance, training = audit_model(read_events(demo_lineage.events), "readmission-risk", "1").runs
+        for run in (governance, training):
+            assert run.risk["kMin"] == policy["k_min"] and run.risk["belowK"] == policy["below_k"]
+            assert run.risk["k"] >= policy["k_min"]
+            assert run.risk["classesBelowK"] >= 0 and run.risk["classes"] >= 1
+            assert (run.safe_harbor_status, run.safe_harbor_breaches) == ("met", 0)
+        capsys.readouterr()
+        assert main(["audit", "--events", str(demo_lineage.events), "--model", "readmission-risk:1"]) == 0
+        text = capsys.readouterr().out
+        assert "not recorded" not in text
+        assert "kMin" in text and "Safe Harbor" in text and " met" in text
 
     @pytest.mark.parametrize(
         ("column", "reached", "stopped"),

@@ -48,7 +48,14 @@ class TestPublishedRun:
     def test_the_output_is_the_governed_dataset(self, policy):
         lineage = _published(policy)
         assert [(dataset.namespace, dataset.name) for dataset in lineage.outputs] == [("file", GOVERNED)]
-        assert set(lineage.outputs[0].facets) == {"schema", "columnLineage", "tags", "phiGuard_columns"}
+        assert set(lineage.outputs[0].facets) == {
+            "schema",
+            "columnLineage",
+            "tags",
+            "ownership",
+            "documentation",
+            "phiGuard_columns",
+        }
 
     def test_the_source_schema_lists_every_source_column_with_its_arrow_type(self, policy):
         fields = _dict(_published(policy).inputs[0].facets["schema"])["fields"]
@@ -238,9 +245,16 @@ class TestStart:
         assert "asOf" not in facet
 
     def test_start_has_no_consent_facet_since_nothing_was_counted(self, policy):
-        assert set(lineage_for_start(policy).run_facets) == {"phiGuard_policy"}
+        assert set(lineage_for_start(policy).run_facets) == {"phiGuard_policy", "phiGuard_deidentification"}
 
-    def test_start_names_the_datasets_it_will_touch_without_output_facets(self, policy):
+    def test_start_carries_the_claimed_method_but_no_verdict_or_risk(self, policy):
+        """Some servers keep only a run's first event: the method the policy claims is on START; the Safe
+        Harbor verdict and the risk are decided by the run, so only COMPLETE or FAIL carry them."""
+        facet = _dict(lineage_for_start(policy).run_facets["phiGuard_deidentification"])
+        assert facet["method"] == policy.deidentification.method.value == "expert-determination"
+        assert not {"safeHarbor", "risk"} & set(facet)
+
+    def test_start_names_the_datasets_it_will_touch_with_the_output_s_key_facets(self, policy):
         lineage = lineage_for_start(
             policy,
             input_path=SOURCE,
@@ -251,7 +265,15 @@ class TestStart:
         )
         assert [dataset.name for dataset in lineage.inputs] == [SOURCE, REGISTRY]
         assert set(lineage.inputs[0].facets) == {"schema"}
-        assert [(dataset.name, dataset.facets) for dataset in lineage.outputs] == [(GOVERNED, {})]
+        (output,) = lineage.outputs
+        # What the policy fixes before the run is on START; what the run decides (schema, columns) is not.
+        assert (output.name, set(output.facets)) == (GOVERNED, {"tags", "ownership", "documentation"})
+        complete = lineage_for_report(make_report(policy), policy).outputs[0].facets
+        for key in ("tags", "ownership", "documentation"):
+            assert _dict(output.facets[key]) == _dict(complete[key])
+        assert _dict(output.facets["ownership"])["owners"] == [
+            {"name": f"recipient:{policy.recipient}", "type": "RECIPIENT"}
+        ]
         assert _dict(lineage.run_facets["phiGuard_policy"])["asOf"] == "2024-06-30"
 
     def test_start_from_the_policy_alone_names_no_dataset(self, policy):
@@ -282,3 +304,7 @@ def test_validation_lineage_records_each_expectation_without_values():
         {"assertion": "expect_column_values_to_not_match_regex", "success": False, "column": "GENDER"},
     ]
     assert not any("actual" in assertion or "expected" in assertion for assertion in facet["assertions"])
+    # the standard documentation facet links the Data Docs site
+    documentation = _dict(governed.facets["documentation"])
+    assert "<file:///tmp/data-docs/index.html>" in documentation["description"]
+    assert "readmission-risk-v1" in documentation["description"]

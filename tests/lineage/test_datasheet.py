@@ -36,8 +36,7 @@ from tests.cli_fixtures import (
     source_rows,
 )
 from tests.conftest import DEMO_POLICY
-from tests.lineage.test_audit import DEMO_AS_OF, MODEL_FILE, demo_policy_columns
-from tests.lineage.test_audit import demo_lineage as _demo_lineage  # noqa: F401 - the fixture, shared
+from tests.lineage.conftest import DEMO_AS_OF, MODEL_FILE, demo_policy_columns
 
 #: What the validation run below records: two expectations met, one not (names and columns only).
 OUTCOMES = (
@@ -48,9 +47,9 @@ OUTCOMES = (
 
 
 @pytest.fixture(scope="session")
-def demo(_demo_lineage):  # noqa: F811 - the imported fixture, by name
-    """The demo's events, as tests/lineage/test_audit.py writes them through `phi-guard apply`."""
-    return _demo_lineage
+def demo(demo_lineage):
+    """The demo's events, written once a session by tests/lineage/conftest.py through `phi-guard apply`."""
+    return demo_lineage
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +214,21 @@ class TestCommand:
         assert "no-such-model version 9" in capsys.readouterr().err
         with pytest.raises(ModelNotInLineageError):
             build_datasheet(read_events(demo.events), "no-such-model")
+
+    def test_the_archive_gives_the_validations_of_the_log(self, validated, demo_policy, postgres_schema):
+        """A validation writes nothing; the archive's model query returns it all the same."""
+        events, run_id = validated
+        model = demo_policy["model"]
+        table = f"{postgres_schema.name}.datasheet_{uuid.uuid4().hex[:8]}"
+        with LineageArchive(postgres_schema.url, table) as archive:
+            archive.load([events])
+            from_archive = build_datasheet(
+                archive.events_for(ModelQuery(model["name"], str(model["version"]))),
+                model["name"],
+                str(model["version"]),
+            )
+        assert [validation.run_id for validation in from_archive.validations] == [run_id]
+        assert from_archive == build_datasheet(read_events(events), model["name"], str(model["version"]))
 
     def test_the_archive_gives_the_log_s_datasheet(self, demo, demo_policy, postgres_schema, tmp_path):
         model = demo_policy["model"]

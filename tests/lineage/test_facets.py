@@ -19,17 +19,19 @@ FACET_DOCUMENTS = {
     "phiGuard_columns": "PhiGuardColumnsDatasetFacet",
     "phiGuard_inventory": "PhiGuardInventoryDatasetFacet",
     "phiGuard_deidentification": "PhiGuardDeidentificationRunFacet",
+    "phiGuard_trail": "PhiGuardTrailRunFacet",
 }
 
-#: The current SchemaVer of each facet's schema: 1-1-0 of the consent facet added the optional subject
+#: The current SchemaVer of each facet's schema: 1-0-1 of the consent facet added the optional subject
 #: manifest; 1-0-1 of the columns facet added treatments to its enum (an addition: every 1-0-0 event still
 #: validates); the others are still 1-0-0.
 FACET_VERSIONS = {
     "phiGuard_policy": "1-0-0",
-    "phiGuard_consent": "1-1-0",
+    "phiGuard_consent": "1-0-1",
     "phiGuard_columns": "1-0-1",
     "phiGuard_inventory": "1-0-0",
     "phiGuard_deidentification": "1-0-0",
+    "phiGuard_trail": "1-0-0",
 }
 
 #: The fields every facet inherits from the core's BaseFacet (and DatasetFacet), declared again in our
@@ -61,14 +63,15 @@ def test_the_package_ships_exactly_the_facet_schemas_of_its_facets():
     assert sorted(facet_schemas()) == sorted(released | current)
 
 
-def test_consent_1_1_0_is_1_0_0_plus_optional_fields():
-    """An addition: every 1-0-0 event still validates against 1-1-0, and 1-0-0 itself did not change."""
-    old, new = _own_branch("phiGuard_consent", "1-0-0"), _own_branch("phiGuard_consent", "1-1-0")
+def test_consent_1_0_1_is_1_0_0_plus_optional_fields():
+    """An ADDITION under SchemaVer (MODEL-REVISION-ADDITION): optional fields only, the required list is
+    unchanged, so every 1-0-0 event still validates against 1-0-1 and the number is 1-0-1, not 1-1-0."""
+    old, new = _own_branch("phiGuard_consent", "1-0-0"), _own_branch("phiGuard_consent", "1-0-1")
     added = {"manifest", "admittedRowsByBasis", "admittedSubjectsByBasis", "purposeCodes", "dateRule"}
     assert not added & set(old["properties"])
     assert set(new["properties"]) == set(old["properties"]) | added
     assert new["required"] == old["required"]
-    manifest = _document("phiGuard_consent", "1-1-0")["$defs"]["PhiGuardSubjectManifest"]
+    manifest = _document("phiGuard_consent", "1-0-1")["$defs"]["PhiGuardSubjectManifest"]
     assert set(manifest["required"]) == {"location", "digest", "keyFingerprint", "subjects"}
     assert manifest["additionalProperties"] is False
 
@@ -82,6 +85,7 @@ def test_consent_1_1_0_is_1_0_0_plus_optional_fields():
         ("phiGuard_columns", "DatasetFacet"),
         ("phiGuard_inventory", "DatasetFacet"),
         ("phiGuard_deidentification", "RunFacet"),
+        ("phiGuard_trail", "RunFacet"),
     ],
 )
 def test_facet_schema_is_an_allof_over_the_core_base(key, base):
@@ -190,6 +194,32 @@ def test_columns_1_0_1_is_1_0_0_with_every_treatment_but_drop():
         document["$defs"]["PhiGuardOutputColumn"]["properties"]["treatment"].pop("description")
         document.pop("$id")
     assert old == new
+
+
+#: The SHA-256 of each released schema document. A released schema is immutable: a change is a new version
+#: directory, never an edit of a published one (events already emitted cite these URLs).
+RELEASED_SCHEMA_DIGESTS = {
+    "1-0-0/PhiGuardColumnsDatasetFacet.json": "5292c494e1fe2be261c4a7fffb41713e88e388bf"
+    "d19dd9474995ba13205caa69",
+    "1-0-0/PhiGuardConsentRunFacet.json": "35fef3b9e0d6ff7a1e0d43b6f945bc5bb34953bfd9ad0c641f7c0455e8d0db81",
+    "1-0-0/PhiGuardInventoryDatasetFacet.json": "63e1ec9c5c096cfbed42322419f1131039f3cae8"
+    "9274f984a0ff30120ab6f72f",
+    "1-0-0/PhiGuardPolicyRunFacet.json": "1d0238a40a7712bf7ab986ce89e27afdfed014f3531854a2b29861b141e08cf3",
+}
+
+
+@pytest.mark.parametrize("relative", sorted(RELEASED_SCHEMA_DIGESTS))
+def test_released_schemas_are_unchanged(relative):
+    import hashlib
+    from importlib import resources
+
+    document = resources.files("airflow_phi_guard.lineage") / "schemas" / relative
+    assert hashlib.sha256(document.read_bytes()).hexdigest() == RELEASED_SCHEMA_DIGESTS[relative]
+
+
+def test_no_schema_is_numbered_1_1_0():
+    """No facet changed its model or revised a field yet: the only changes so far are additions."""
+    assert not [url for url in facet_schemas() if "/1-1-0/" in url]
 
 
 def test_producer_is_this_package_at_its_version():

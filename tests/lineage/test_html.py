@@ -34,8 +34,7 @@ from tests.cli_fixtures import (
     with_phone,
 )
 from tests.conftest import REPO
-from tests.lineage.test_audit import LITE_MODEL, demo_policy_columns
-from tests.lineage.test_audit import demo_lineage as _demo_lineage  # noqa: F401 - the fixture, shared
+from tests.lineage.conftest import LITE_MODEL, demo_policy_columns
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = REPO / "docs" / "images" / "audit-graph.png"
@@ -49,9 +48,9 @@ MODEL_FILE = "/models/cli-readmission-model-3.joblib"
 
 
 @pytest.fixture(scope="session")
-def demo(_demo_lineage):  # noqa: F811 - the imported fixture, by name
-    """The demo's events, as tests/lineage/test_audit.py writes them through `phi-guard apply`."""
-    return _demo_lineage
+def demo(demo_lineage):
+    """The demo's events, written once a session by tests/lineage/conftest.py through `phi-guard apply`."""
+    return demo_lineage
 
 
 @pytest.fixture

@@ -166,3 +166,37 @@ def test_quasi_identifiers_need_k_min():
             gx_project_dir="gx",
             quasi_identifiers=["AGE"],
         )
+
+
+def test_a_validation_that_could_not_run_still_names_its_set_on_fail(tmp_path: Path, key_connection: str):
+    """FAIL carries what the run knew: the set it was to check, with no assertion since none ran."""
+    report = _governed(tmp_path, key_connection)
+    governed = Path(json.loads(report.read_text())["output"])
+    governed.write_bytes(b"not parquet")
+    validation = _validation(tmp_path, report)
+
+    with pytest.raises(AirflowFailException, match="validation could not run"):
+        validation.execute(context={})
+    lineage = validation.get_openlineage_facets_on_failure(task_instance=None)
+
+    (dataset,) = lineage.inputs
+    assert (dataset.namespace, dataset.name) == ("file", str(governed.resolve()))
+    assert not dataset.inputFacets
+
+
+def test_the_documentation_facet_links_the_served_data_docs(tmp_path: Path, key_connection: str):
+    report = _governed(tmp_path, key_connection)
+    validation = GovernedDatasetValidationOperator(
+        task_id="validate",
+        report_path=str(report),
+        data_docs_dir=str(tmp_path / "data-docs"),
+        gx_project_dir=str(tmp_path / "gx"),
+        data_docs_base_url="https://docs.example.org/data-docs/",
+    )
+    validation.execute(context={})
+
+    (dataset,) = validation.get_openlineage_facets_on_complete(task_instance=None).inputs
+
+    description = dataset.facets["documentation"].description
+    assert f"<{validation.data_docs_url()}>" in description
+    assert validation.data_docs_url().startswith("https://docs.example.org/data-docs/validations/")

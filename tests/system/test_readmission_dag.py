@@ -97,7 +97,12 @@ def test_the_audit_names_what_reached_the_model_and_what_stopped(demo: DemoRun):
     events = [json.loads(line) for line in demo.events.read_text().splitlines() if line.strip()]
     run_ids = {event["job"]["name"].rpartition(".")[2]: event["run"]["runId"] for event in events}
     # the governance run and the training run that read its output; the validation only read it
-    assert {run["run_id"] for run in runs} == {run_ids["govern_training_set"], run_ids["train_model"]}
+    # the training and the scoring task read the governed set and wrote from it (a model, scores)
+    assert {run["run_id"] for run in runs} == {
+        run_ids["govern_training_set"],
+        run_ids["train_model"],
+        run_ids["score_governed_set"],
+    }
     assert report["policy"]["digest"] in {run["policy_digest"] for run in runs}
     assert report["rows"]["admitted"] in {run["rows_admitted"] for run in runs}
     assert {basis for run in runs for basis in run["consent_bases"]} == {
@@ -199,3 +204,16 @@ def test_impact_answers_for_the_demo_runs_with_the_key_the_readme_names(demo: De
     answer = json.loads(completed.stdout)
     assert len(answer["runs"]) == 2  # the Safe Harbor set and the expert determination set
     assert key not in completed.stdout + completed.stderr
+
+
+def test_the_expert_set_goes_to_the_vendor_with_a_baa_and_not_to_the_one_without(demo: DemoRun):
+    """Issue 8: the demo shows a refused export to a vendor without a BAA and an allowed one with it."""
+    outbox = demo.output / "outbox"
+    exported = outbox / "northwind-labelling-inbound" / "readmission" / "readmission_risk_expert.parquet"
+
+    assert exported.is_file()
+    assert not (outbox / "acme-models-inbound").exists()
+    # the gate CLI's answers in the demo's console: the vendor, the agreement and the rule
+    assert "recipient acme-model-api has no business associate agreement (agreement: none)" in demo.console
+    assert "allowed: policy readmission-risk-expert (phi)" in demo.console
+    assert "recipient northwind-labelling, agreement BAA-2026-014" in demo.console

@@ -4,7 +4,7 @@ The answer is built from three things, and ids never leave the process:
 
 - the lineage: every COMPLETE governance event whose verdict is ``published`` (the ``phiGuard_policy``
   run facet) is a run; its policy facet gives the model, the purpose and the accepted bases, and its
-  ``phiGuard_consent`` facet (schema 1-1-0) the location, digest and key fingerprint of its subject
+  ``phiGuard_consent`` facet (schema 1-0-1) the location, digest and key fingerprint of its subject
   manifest (:mod:`airflow_phi_guard.consent.manifest`);
 - the consent registry as it is now;
 - an as-of date, today by default.
@@ -204,7 +204,7 @@ class _RegistrySubjects:
 
 
 def _normalization(recorded: Any) -> SubjectIdNormalization:
-    """The id rule a manifest records; a manifest of 1-1-0 without one was made by the default rule.
+    """The id rule a manifest records; a manifest of 1-0-1 without one was made by the default rule.
 
     :raises ValueError: a rule the product does not know, which must not be guessed.
     """
@@ -259,7 +259,7 @@ def _impact_of(run: Mapping[str, Any], subjects: _RegistrySubjects) -> RunImpact
     try:
         policy = _get(run, "run", "facets", POLICY_FACET)
         bases = [ConsentBasis(basis) for basis in _list(_get(policy, "consentBases"))]
-        # The codes that covered the purpose in the run (absent before 1-1-0: the purpose's defaults).
+        # The codes that covered the purpose in the run (absent before 1-0-1: the purpose's defaults).
         covering = tuple(
             str(code) for code in _list(_get(run, "run", "facets", CONSENT_FACET, "purposeCodes"))
         )

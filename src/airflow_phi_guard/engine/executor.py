@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from airflow_phi_guard.exceptions import (
     ManifestKeyError,
     PolicyViolationError,
     PseudonymKeyError,
+    RecipientNotPermittedError,
     ReidentificationRiskError,
     ResidualPhiError,
     SurrogateMappingError,
@@ -54,6 +55,7 @@ from airflow_phi_guard.phi.detectors import ValueDetector, scan_values
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.known import KnownValues
 from airflow_phi_guard.policy.models import DeidentificationMethod, Policy, Treatment
+from airflow_phi_guard.recipients.models import RecipientRegistry
 from airflow_phi_guard.report import (
     ColumnDecision,
     ConsentSummary,
@@ -67,6 +69,9 @@ from airflow_phi_guard.report import (
     SurrogateNamespace,
     Verdict,
 )
+from airflow_phi_guard.trail.chain import TrailHead
+from airflow_phi_guard.trail.records import RunIds, record_run
+from airflow_phi_guard.trail.store import AuditTrail
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +112,8 @@ class GovernanceResult:
     report: GovernanceReport
     plan: Plan
     refusals: tuple[Refusal, ...] = ()
+    #: the run's record in the audit trail (sequence and digest), None when no trail was configured
+    trail_head: TrailHead | None = None
 
     @property
     def output_schema(self) -> pa.Schema:
@@ -170,6 +177,9 @@ def govern(
     date_shift_key: bytes | None = None,
     surrogate_mapping: MappingStore | str | os.PathLike[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    recipients: RecipientRegistry | None = None,
+    trail: AuditTrail | str | os.PathLike[str] | None = None,
+    trail_ids: RunIds | None = None,
 ) -> GovernanceResult:
     """Apply ``policy`` to ``source`` and publish the governed set at ``output`` only if every check passed.
 
@@ -195,17 +205,35 @@ def govern(
         whole run) or a store such as :class:`~airflow_phi_guard.deid.surrogate.SqlMappingStore`. New codes
         are written to it only when the run publishes, before the output is renamed into place.
     :param batch_rows: rows per record batch, which bounds memory.
+    :param recipients: the recipient registry; with one, the policy's ``recipient`` must be listed in it
+        (checked before rows are read) and, once the verdict is known, have what the output needs
+        (:func:`~airflow_phi_guard.recipients.gate.decide_for_recipient`), or nothing is published.
+    :param trail: the audit trail (a store, a JSONL path or a database URL) to record the run in, published
+        or refused, once its report is final; None records nothing. A run whose record cannot be appended
+        is withdrawn and the error raised: a published set needs its record.
+    :param trail_ids: the DAG, task and run ids for the trail record.
     """
     source_path, output_path = Path(source).resolve(), Path(output).resolve()
     keys = _Keys(pseudonym_key, manifest_key, date_shift_key)
     try:
         with _mapping_store(policy, surrogate_mapping) as store:
-            return _govern(policy, source_path, output_path, consent, as_of, keys, store, batch_rows)
+            result = _govern(
+                policy, source_path, output_path, consent, as_of, keys, store, batch_rows, recipients
+            )
     except FileNotFoundError:
         raise
     except pa.ArrowException as error:
         retryable = isinstance(error, pa.ArrowIOError)
         raise DataProcessingError(str(source_path), type(error).__name__, retryable=retryable) from None
+    if trail is None:
+        return result
+    try:
+        record = record_run(trail, result.report, ids=trail_ids)
+    except Exception:
+        if result.report.output is not None:
+            _withdraw(Path(result.report.output), because="its audit trail record could not be written")
+        raise
+    return replace(result, trail_head=TrailHead(sequence=record.sequence, digest=record.digest))
 
 
 @dataclass(frozen=True)
@@ -249,6 +277,7 @@ def _govern(
     keys: _Keys,
     store: MappingStore | None,
     batch_rows: int,
+    recipients: RecipientRegistry | None = None,
 ) -> GovernanceResult:
     dataset = open_source(source_path)
     plan = make_plan(policy, dataset.schema)
@@ -263,6 +292,8 @@ def _govern(
     refusals.extend(_key_refusals(plan, keys.pseudonym))
     refusals.extend(_manifest_key_refusals(keys.manifest, keys.pseudonym))
     refusals.extend(_date_shift_key_refusals(plan, keys.date_shift))
+    if recipients is not None and policy.recipient not in recipients.recipients:
+        refusals.extend(_recipient_refusals(policy, None, recipients, as_of))
     deidentified = _Deidentified(store=store)
     if not refusals:
         refusals.extend(_surrogate_codes(plan, store, deidentified))
@@ -313,6 +344,10 @@ def _govern(
         refusals.extend(_refusals_from(tally))
         if not refusals and accumulator is not None:
             refusals.extend(_risk_gate(accumulator, temporary, batch_rows, tally, deidentified))
+        if not refusals and recipients is not None:
+            # the output's Safe Harbor verdict decides whether the recipient needs an agreement
+            candidate = report(Verdict.PUBLISHED, tally, output_path)
+            refusals.extend(_recipient_refusals(policy, candidate, recipients, as_of))
         if not refusals:
             refusals.extend(_commit_surrogates(deidentified))
         if refusals:
@@ -626,6 +661,18 @@ def _manifest_key_refusals(manifest_key: bytes | None, pseudonym_key: bytes | No
             "output of `python -c 'import secrets; print(secrets.token_hex(32))'`",
         )
     ]
+
+
+def _recipient_refusals(
+    policy: Policy, report: GovernanceReport | None, recipients: RecipientRegistry, as_of: date
+) -> list[Refusal]:
+    """The recipient gate for the policy's own recipient, on the report's verdict (or, before any row was
+    read, on what the policy is expected to yield)."""
+    from airflow_phi_guard.recipients.gate import Release, decide_for_recipient, expected_release
+
+    release = expected_release(policy) if report is None else Release.from_report(report.model_dump())
+    decision = decide_for_recipient(release, policy.recipient, recipients, as_of)
+    return [Refusal(RecipientNotPermittedError, refusal) for refusal in decision.refusals]
 
 
 def _withdraw(output: Path, because: str = "this run was refused") -> None:

@@ -256,14 +256,15 @@ class LineageArchive:
     def events_for(self, query: AuditQuery) -> list[dict[str, Any]]:
         """The archived events an audit query needs, selected through the indexes.
 
-        - a model: its governance events, then the COMPLETE events that read their outputs and wrote
-          something;
+        - a model: its governance events, then the closing (COMPLETE or FAIL) events that read their
+          outputs, whether they wrote something (a training run) or nothing (a validation run, which the
+          datasheet reports; the audit itself lists only readers that wrote something);
         - a source column: the governance events that read its dataset, the COMPLETE events that read
           their outputs, and the other governance events that wrote those outputs (a consumer is
           attributed to the latest of them);
         - a window: the governance and consumer COMPLETE events in it, and the governance events that wrote
           what those consumers read;
-        - every model: every governance event and the events that read their outputs.
+        - every model: every governance event and the closing events that read their outputs.
 
         :param query: the audit's question.
         :raises LineageArchiveError: the table is missing or may not be read.
@@ -285,17 +286,20 @@ class LineageArchive:
                     found.setdefault(row.digest, row.event)
                 return rows
 
-            def readers_of(rows: Sequence[Any]) -> list[Any]:
+            def readers_of(rows: Sequence[Any], *, also_writing_nothing: bool = False) -> list[Any]:
                 outputs = sorted({name for row in rows for name in row.output_datasets})
-                return fetch(consumer & table.c.input_datasets.overlap(outputs)) if outputs else []
+                if not outputs:
+                    return []
+                reader = table.c.event_type.in_(("COMPLETE", "FAIL")) if also_writing_nothing else consumer
+                return fetch(reader & table.c.input_datasets.overlap(outputs))
 
             if isinstance(query, ModelQuery):
                 condition = table.c.governance & (table.c.model_name == query.name)
                 if query.version is not None:
                     condition &= table.c.model_version == query.version
-                readers_of(fetch(condition))
+                readers_of(fetch(condition), also_writing_nothing=True)
             elif isinstance(query, AllModelsQuery):
-                readers_of(fetch(table.c.governance))
+                readers_of(fetch(table.c.governance), also_writing_nothing=True)
             elif isinstance(query, ColumnQuery):
                 names = sorted(dataset_names(query.dataset))
                 governance = fetch(table.c.governance & table.c.input_datasets.overlap(names))

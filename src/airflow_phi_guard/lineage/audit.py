@@ -23,8 +23,8 @@ Three questions are answered from the same reading of the events:
 
 - :func:`audit_model`: what reached one model, with per run the consent bases and counts (rows read,
   admitted, excluded per reason, and admitted rows and subjects per basis when the ``phiGuard_consent``
-  facet carries them), the de-identification method, the risk figures when an event carries them, and the
-  policy digest;
+  facet carries them), the de-identification method, the re-identification risk figures and the Safe
+  Harbor verdict of the ``phiGuard_deidentification`` facet when an event carries it, and the policy digest;
 - :func:`audit_column`: every model one source column reached, in which treatment, through which runs;
 - :func:`audit_window`: everything that reached any model in a window of COMPLETE event times. A consumer
   run completed in the window counts with the governance run it read from, even if that one completed
@@ -53,14 +53,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_phi_guard.exceptions import PhiGuardError
 from airflow_phi_guard.lineage.datasets import dataset_identity, dataset_uri
-from airflow_phi_guard.lineage.facets import COLUMNS_FACET, CONSENT_FACET, POLICY_FACET
+from airflow_phi_guard.lineage.facets import (
+    COLUMNS_FACET,
+    CONSENT_FACET,
+    DEIDENTIFICATION_FACET,
+    POLICY_FACET,
+)
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
-#: A run facet that a re-identification risk computation may add (issue 5); read when present. A ``risk``
-#: object in the ``phiGuard_policy`` facet is read the same way.
+#: A run facet that an outside re-identification risk computation may add; read when the
+#: ``phiGuard_deidentification`` facet has no ``risk``. A ``risk`` object in the ``phiGuard_policy`` facet
+#: is read the same way.
 RISK_FACET = "phiGuard_risk"
 
 
@@ -149,6 +155,13 @@ class AuditRun(_Record):
     )
     risk: dict[str, RiskFigure] | None = Field(
         default=None, description="Re-identification risk figures (k, l...); None when the event has none."
+    )
+    safe_harbor_status: str | None = Field(
+        default=None,
+        description="The Safe Harbor verdict: met, awaiting-attestation or not-met; None when not recorded.",
+    )
+    safe_harbor_breaches: int | None = Field(
+        default=None, description="How many columns and letters break Safe Harbor; None when not recorded."
     )
 
 
@@ -686,8 +699,17 @@ def _print_run(console: Any, table_class: Any, run: AuditRun) -> None:
         block.add_row("admitted subjects by basis", _counts(run.admitted_subjects_by_basis))
     block.add_row("rows excluded", _counts(run.rows_excluded))
     block.add_row("risk", _counts(run.risk) if run.risk else "not recorded")
+    block.add_row("Safe Harbor", _safe_harbor(run))
     console.print(block)
     console.print()
+
+
+def _safe_harbor(run: AuditRun) -> str:
+    if run.safe_harbor_status is None:
+        return "not recorded"
+    if run.safe_harbor_breaches:
+        return f"{run.safe_harbor_status} ({run.safe_harbor_breaches} breaches)"
+    return run.safe_harbor_status
 
 
 def _counts(counts: Mapping[str, Any]) -> str:
@@ -913,6 +935,8 @@ def _job(event: Mapping[str, Any]) -> str:
 def _governance_run(event: Mapping[str, Any], run_id: str) -> _GovernanceRun:
     policy = _get(event, "run", "facets", POLICY_FACET)
     consent = _get(event, "run", "facets", CONSENT_FACET)
+    deidentification = _get(event, "run", "facets", DEIDENTIFICATION_FACET)
+    safe_harbor = _get(deidentification, "safeHarbor")
     verdict = _get(policy, "verdict")
     published = _get(event, "eventType") == "COMPLETE" and verdict == "published"
     bases = _list(_get(policy, "consentBases")) or _list(_get(consent, "bases"))
@@ -958,14 +982,21 @@ def _governance_run(event: Mapping[str, Any], run_id: str) -> _GovernanceRun:
         job=job,
         policy_name=_text(_get(policy, "name")),
         policy_version=_count(_get(policy, "version")),
-        deidentification_method=_text(_get(policy, "method")),
+        deidentification_method=_text(_get(policy, "method")) or _text(_get(deidentification, "method")),
         consent_as_of=_text(_get(consent, "asOf")) or _text(_get(policy, "asOf")),
         rows_read=_count(_get(consent, "rowsRead")),
         rows_excluded=_count_map(_get(consent, "excluded")) or {},
         # Per-basis counts and risk figures arrive in later facet versions: read them when present.
         admitted_rows_by_basis=_count_map(_get(consent, "admittedRowsByBasis")),
         admitted_subjects_by_basis=_count_map(_get(consent, "admittedSubjectsByBasis")),
-        risk=_risk(_get(policy, "risk"), _get(event, "run", "facets", RISK_FACET)),
+        risk=_risk(
+            _get(deidentification, "risk"), _get(policy, "risk"), _get(event, "run", "facets", RISK_FACET)
+        ),
+        safe_harbor_status=_text(_get(safe_harbor, "status")),
+        # A breach names a column and a letter, never a value: only their number is shown.
+        safe_harbor_breaches=len(_list(_get(safe_harbor, "breaches")))
+        if isinstance(safe_harbor, Mapping)
+        else None,
     )
     return _GovernanceRun(
         run_id=run_id,

@@ -7,14 +7,23 @@ operators into the Airflow OpenLineage provider's ``OperatorLineage``.
 
 What a run's events say:
 
-- START: the policy facet (no verdict yet), the source and consent registry as inputs, the intended
-  output with no facets.
-- COMPLETE, verdict published: the policy and consent facets; the source with its ``schema`` and
-  ``tags`` (Safe Harbor letter per column); the governed dataset with ``schema``, ``columnLineage``
-  (``masking`` where a treatment changed the values), ``tags`` and ``phiGuard_columns``.
-- verdict refused: the policy facet with the refusals, the consent facet with the counts so far, the
-  inputs, and no output at all. The report of a refused run names no output, since nothing was
-  published; listing the intended path, even bare, would tell a lineage graph that a dataset exists.
+- START: the policy facet (no verdict yet) and the de-identification facet with the method the policy
+  claims, since some lineage servers keep only a run's first event; the source and consent registry as
+  inputs; the intended output with the ``tags`` of its method, ``ownership`` and ``documentation``.
+- COMPLETE, verdict published: the policy, consent and de-identification facets; the source with its
+  ``schema`` and ``tags`` (Safe Harbor letter per column); the governed dataset with ``schema``,
+  ``columnLineage`` (``masking`` where a treatment changed the values, consent as a dataset-level
+  INDIRECT FILTER on the subject column and the registry), ``tags``, ``ownership``, ``documentation``
+  and ``phiGuard_columns``.
+- verdict refused (a FAIL event): everything the run decided before it stopped: the policy facet with
+  the refusals, the consent facet with the counts so far, the de-identification facet with its verdict
+  and risk, the inputs with their facets, and no output at all. The report of a refused run names no
+  output, since nothing was published; listing the intended path, even bare, would tell a lineage graph
+  that a dataset exists.
+- A validation run: the governed dataset as input with ``dataQualityAssertions`` and a ``documentation``
+  facet linking the Data Docs.
+
+``ownership`` names the policy's recipient (type ``RECIPIENT``): the policy names no other party.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -34,6 +44,8 @@ from openlineage.client.facet_v2 import (
     RunFacet,
     column_lineage_dataset,
     data_quality_assertions_dataset,
+    documentation_dataset,
+    ownership_dataset,
     schema_dataset,
     tags_dataset,
 )
@@ -46,6 +58,7 @@ from airflow_phi_guard.lineage.facets import (
     DEIDENTIFICATION_FACET,
     POLICY_FACET,
     PRODUCER,
+    TRAIL_FACET,
     PhiGuardColumnsDatasetFacet,
     PhiGuardConsentRunFacet,
     PhiGuardDatasetReference,
@@ -56,9 +69,11 @@ from airflow_phi_guard.lineage.facets import (
     PhiGuardOutputColumn,
     PhiGuardPolicyRunFacet,
     PhiGuardSubjectManifest,
+    PhiGuardTrailRunFacet,
 )
 from airflow_phi_guard.policy.models import Policy, Treatment
 from airflow_phi_guard.report import ColumnDecision, GovernanceReport
+from airflow_phi_guard.trail.chain import TrailHead
 
 if TYPE_CHECKING:
     from airflow_phi_guard.quality.validate import ValidationSummary
@@ -113,7 +128,17 @@ def lineage_for_start(
         inputs.append(InputDataset(**_identity(dataset_identity(input_path)), facets=facets))
     if consent_registry is not None:
         inputs.append(InputDataset(**_identity(dataset_identity(consent_registry))))
-    outputs = [OutputDataset(**_identity(dataset_identity(output_path)))] if output_path is not None else []
+    outputs = []
+    if output_path is not None:
+        method = policy.deidentification.method.value
+        outputs.append(
+            OutputDataset(
+                **_identity(dataset_identity(output_path)),
+                facets=_intended_facets(
+                    policy.name, policy.version, policy.model.name, method, policy.recipient
+                ),
+            )
+        )
 
     run_facets: dict[str, RunFacet] = {
         POLICY_FACET: PhiGuardPolicyRunFacet(
@@ -127,9 +152,40 @@ def lineage_for_start(
             zip3Vintage=policy.deidentification.zip3_vintage.value,
             consentBases=[basis.value for basis in policy.consent.bases],
             asOf=as_of.isoformat() if as_of is not None else None,
-        )
+        ),
+        # The claim only: the verdict and the risk are known at the end of the run.
+        DEIDENTIFICATION_FACET: PhiGuardDeidentificationRunFacet(method=policy.deidentification.method.value),
     }
     return RunLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)
+
+
+def _intended_facets(
+    name: str, version: int, model: str, method: str, recipient: str
+) -> dict[str, DatasetFacet]:
+    """The governed dataset's ``tags``, ``ownership`` and ``documentation``, from the policy's names."""
+    return {
+        "tags": _method_tags(method),
+        "ownership": ownership_dataset.OwnershipDatasetFacet(
+            owners=[ownership_dataset.Owner(name=f"recipient:{recipient}", type="RECIPIENT")],
+            producer=PRODUCER,
+        ),
+        "documentation": documentation_dataset.DocumentationDatasetFacet(
+            description=(
+                f"Governed training dataset of policy `{name}` version {version} for model `{model}`: "
+                f"minimum-necessary columns of consented records, de-identified by {method}. "
+                "The phiGuard_columns facet lists each column's treatment."
+            ),
+            contentType="text/markdown",
+            producer=PRODUCER,
+        ),
+    }
+
+
+def _method_tags(method: str) -> tags_dataset.TagsDatasetFacet:
+    return tags_dataset.TagsDatasetFacet(
+        tags=[tags_dataset.TagsDatasetFacetFields(key="deidentification", value=method, source=TAG_SOURCE)],
+        producer=PRODUCER,
+    )
 
 
 def lineage_for_report(
@@ -138,8 +194,11 @@ def lineage_for_report(
     *,
     input_schema: pa.Schema | None = None,
     output_schema: pa.Schema | None = None,
+    trail: PhiGuardTrailRunFacet | None = None,
 ) -> RunLineage:
     """The lineage of a COMPLETE or FAIL event, from what the run decided.
+
+    :param trail: the run's record in the audit trail (:func:`trail_facet`), when one was configured.
 
     :param report: the governance report of the run.
     :param policy: the policy the run enforced; used for the subject column, whose consent filtered rows.
@@ -179,7 +238,18 @@ def lineage_for_report(
         CONSENT_FACET: _consent_facet(report, registry),
         DEIDENTIFICATION_FACET: deidentification_facet(report),
     }
+    if trail is not None:
+        run_facets[TRAIL_FACET] = trail
     return RunLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)
+
+
+def trail_facet(trail: str, head: TrailHead) -> PhiGuardTrailRunFacet:
+    """The ``phiGuard_trail`` facet: the trail and the sequence and digest of the run's record in it.
+
+    :param trail: the trail's display name (a path, or a URL without password).
+    :param head: the run's record, as the trail returned it.
+    """
+    return PhiGuardTrailRunFacet(trail=trail, sequence=head.sequence, digest=head.digest)
 
 
 def deidentification_facet(report: GovernanceReport) -> PhiGuardDeidentificationRunFacet:
@@ -221,7 +291,9 @@ def _camel_key(key: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def validation_lineage(dataset: str | os.PathLike[str], summary: ValidationSummary) -> RunLineage:
+def validation_lineage(
+    dataset: str | os.PathLike[str], summary: ValidationSummary, *, data_docs_url: str | None = None
+) -> RunLineage:
     """The lineage of a validation run: the governed dataset as input, with one assertion per expectation.
 
     The assertions go into the standard ``dataQualityAssertions`` input facet. Only the expectation, its
@@ -230,6 +302,8 @@ def validation_lineage(dataset: str | os.PathLike[str], summary: ValidationSumma
 
     :param dataset: the governed dataset that was validated (path or URI).
     :param summary: the value-free outcome of the validation.
+    :param data_docs_url: where the Data Docs of this validation are served; the site's index file by
+        default.
     """
     assertions = [
         data_quality_assertions_dataset.Assertion(
@@ -244,9 +318,27 @@ def validation_lineage(dataset: str | os.PathLike[str], summary: ValidationSumma
         assertions=assertions, producer=PRODUCER
     )
     governed = InputDataset(
-        **_identity(dataset_identity(dataset)), inputFacets={"dataQualityAssertions": facet}
+        **_identity(dataset_identity(dataset)),
+        facets={
+            "documentation": data_docs_facet(summary.suite_name, data_docs_url or summary.data_docs_index)
+        },
+        inputFacets={"dataQualityAssertions": facet},
     )
     return RunLineage(inputs=[governed])
+
+
+def data_docs_facet(suite_name: str, data_docs_index: str) -> documentation_dataset.DocumentationDatasetFacet:
+    """The standard ``documentation`` facet linking a validation's Data Docs site.
+
+    :param suite_name: the expectation suite validated.
+    :param data_docs_index: the ``index.html`` of the Data Docs site (path or URL).
+    """
+    link = data_docs_index if "://" in data_docs_index else Path(data_docs_index).resolve().as_uri()
+    return documentation_dataset.DocumentationDatasetFacet(
+        description=f"Validated by expectation suite `{suite_name}`; Data Docs: <{link}>",
+        contentType="text/markdown",
+        producer=PRODUCER,
+    )
 
 
 def schema_facet(schema: pa.Schema) -> schema_dataset.SchemaDatasetFacet:
@@ -317,7 +409,7 @@ def _consent_facet(report: GovernanceReport, registry: DatasetIdentity | None) -
 
 
 def _consent_counts(report: GovernanceReport) -> dict[str, object]:
-    """The consent block's rules and per-basis counts, for the facet fields added in 1-1-0."""
+    """The consent block's rules and per-basis counts, for the facet fields added in 1-0-1."""
     consent = report.consent
     if consent is None:
         return {}
@@ -381,17 +473,13 @@ def _governed_facets(
     output_schema: pa.Schema | None,
 ) -> dict[str, DatasetFacet]:
     published = _published(report)
+    intended = _intended_facets(
+        report.policy.name, report.policy.version, report.model["name"], report.method.value, report.recipient
+    )
     return {
         "schema": _governed_schema(published, input_schema, output_schema),
         "columnLineage": _column_lineage(published, source, registry, subject),
-        "tags": tags_dataset.TagsDatasetFacet(
-            tags=[
-                tags_dataset.TagsDatasetFacetFields(
-                    key="deidentification", value=report.method.value, source=TAG_SOURCE
-                )
-            ],
-            producer=PRODUCER,
-        ),
+        **intended,
         COLUMNS_FACET: PhiGuardColumnsDatasetFacet(
             sourceDataset=_reference(source),
             columns=[

@@ -309,9 +309,9 @@ def _downstream_runs(events: Sequence[Mapping[str, Any]], runs: Sequence[AuditRu
 
 
 def _validations(events: Sequence[Mapping[str, Any]], governed: set[str]) -> list[ValidationRecord]:
-    # One record per validation run and dataset, from its closing event. The archive does not give a
-    # model's validation runs (it selects readers that wrote something, and a validation writes nothing),
-    # so from an archive this finds none; an archive query for the readers of a governed set would fix it.
+    # One record per validation run and dataset, from its closing event. The archive's model query returns
+    # the closing events of every reader of the model's governed sets, validations (which write nothing)
+    # included, so an archive gives the same records as the log.
     found: dict[tuple[str, str], ValidationRecord] = {}
     for event in events:
         run_id = _text(_get(event, "run", "runId"))

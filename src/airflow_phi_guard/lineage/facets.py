@@ -5,13 +5,22 @@ in an event, with a versioned JSON Schema shipped beside this module under ``sch
 facet's ``_schemaURL`` is that schema's ``$id``. Fields are named as they appear in the JSON, which is why
 they are camelCase. A facet describes decisions (names, identifier letters, treatments, counts, digests),
 never data: nothing here may ever hold a cell value, a row or a subject id.
+
+Redaction: the Airflow OpenLineage provider passes every event through its redactor (the secrets masker),
+which replaces any registered secret found in a string and hides values under sensitive-looking keys. A
+field whose value has a fixed, value-free shape (a count, a digest, a fingerprint, a letter, an enum, a
+date, a column name) is listed in the class's redaction allowlist (``_additional_skip_redact`` on a facet,
+``_skip_redact`` on a nested RedactMixin class): the redactor keeps it verbatim, so a secret that happens to
+equal, say, a basis name cannot turn the audit's figures into ``***``. Fields that could carry a location
+or free text (the registry and manifest datasets, refusals, a mapping store, attestations, agreements) stay
+redactable.
 """
 
 from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import attr
 from openlineage.client.generated.base import DatasetFacet, RunFacet
@@ -30,6 +39,7 @@ CONSENT_FACET = "phiGuard_consent"
 COLUMNS_FACET = "phiGuard_columns"
 INVENTORY_FACET = "phiGuard_inventory"
 DEIDENTIFICATION_FACET = "phiGuard_deidentification"
+TRAIL_FACET = "phiGuard_trail"
 
 
 def _schema_url(version: str, name: str) -> str:
@@ -50,6 +60,8 @@ class _ProducedByPhiGuard:
 @attr.define(kw_only=True)
 class PhiGuardModel(RedactMixin):
     """The model a governed dataset is prepared for."""
+
+    _skip_redact: ClassVar[list[str]] = ["name", "version"]
 
     name: str
     """Model name, as the training task and the audit know it."""
@@ -72,6 +84,22 @@ class PhiGuardDatasetReference(RedactMixin):
 @attr.define(kw_only=True)
 class PhiGuardPolicyRunFacet(_ProducedByPhiGuard, RunFacet):
     """The policy a run enforced, and its verdict: key ``phiGuard_policy``."""
+
+    # Not ``refusals``: free text (naming columns and letters, but text all the same).
+    _additional_skip_redact: ClassVar[list[str]] = [
+        "name",
+        "version",
+        "digest",
+        "purpose",
+        "model",
+        "recipient",
+        "method",
+        "zip3Vintage",
+        "consentBases",
+        "asOf",
+        "verdict",
+        "pseudonymKeyFingerprint",
+    ]
 
     name: str
     """The policy id."""
@@ -121,6 +149,9 @@ class PhiGuardPolicyRunFacet(_ProducedByPhiGuard, RunFacet):
 class PhiGuardSubjectManifest(RedactMixin):
     """Where a run's subject manifest (keyed hashes of its admitted subjects) is, and how to check it."""
 
+    # Not ``location``: a path or URL, which is where a secret would be if anywhere.
+    _skip_redact: ClassVar[list[str]] = ["digest", "keyFingerprint", "subjects", "subjectIds"]
+
     location: PhiGuardDatasetReference
     """The manifest file, as an OpenLineage dataset."""
 
@@ -141,6 +172,19 @@ class PhiGuardSubjectManifest(RedactMixin):
 class PhiGuardConsentRunFacet(_ProducedByPhiGuard, RunFacet):
     """How consent admitted the rows of a run: key ``phiGuard_consent``."""
 
+    # Not ``registry`` (a location); ``manifest`` is recursed into and keeps its own allowlist.
+    _additional_skip_redact: ClassVar[list[str]] = [
+        "asOf",
+        "bases",
+        "rowsRead",
+        "rowsAdmitted",
+        "excluded",
+        "admittedRowsByBasis",
+        "admittedSubjectsByBasis",
+        "purposeCodes",
+        "dateRule",
+    ]
+
     asOf: str  # noqa: N815
     """The date (ISO 8601) at which consent records were judged in force."""
 
@@ -160,29 +204,31 @@ class PhiGuardConsentRunFacet(_ProducedByPhiGuard, RunFacet):
     """The consent registry read, or None when the run had none."""
 
     manifest: PhiGuardSubjectManifest | None = None
-    """The subject manifest beside the governed dataset, or None when the run wrote none. Added in 1-1-0."""
+    """The subject manifest beside the governed dataset, or None when the run wrote none. Added in 1-0-1."""
 
     admittedRowsByBasis: dict[str, int] | None = None  # noqa: N815
-    """Admitted rows per basis of the grant that admitted them. Added in 1-1-0."""
+    """Admitted rows per basis of the grant that admitted them. Added in 1-0-1."""
 
     admittedSubjectsByBasis: dict[str, int] | None = None  # noqa: N815
-    """Distinct admitted subjects per basis. Added in 1-1-0."""
+    """Distinct admitted subjects per basis. Added in 1-0-1."""
 
     purposeCodes: list[str] | None = None  # noqa: N815
-    """The HL7 v3 PurposeOfUse codes whose records covered the policy's purpose. Added in 1-1-0."""
+    """The HL7 v3 PurposeOfUse codes whose records covered the policy's purpose. Added in 1-0-1."""
 
     dateRule: str | None = None  # noqa: N815
-    """How registry dates were compared with the as-of date, by name. Added in 1-1-0."""
+    """How registry dates were compared with the as-of date, by name. Added in 1-0-1."""
 
     @staticmethod
     def _get_schema() -> str:
-        # 1-1-0 added the optional manifest; 1-0-0 stays published unchanged for the events that cite it.
-        return _schema_url("1-1-0", "PhiGuardConsentRunFacet")
+        # 1-0-1 added the optional manifest; 1-0-0 stays published unchanged for the events that cite it.
+        return _schema_url("1-0-1", "PhiGuardConsentRunFacet")
 
 
 @attr.define(kw_only=True)
 class PhiGuardOutputColumn(RedactMixin):
     """One published column of a governed dataset."""
+
+    _skip_redact: ClassVar[list[str]] = ["name", "source", "treatment", "identifier"]
 
     name: str
     """The column's name in the governed dataset."""
@@ -201,6 +247,8 @@ class PhiGuardOutputColumn(RedactMixin):
 class PhiGuardDroppedColumn(RedactMixin):
     """One source column that was not published."""
 
+    _skip_redact: ClassVar[list[str]] = ["source", "declared", "identifier"]
+
     source: str
     """The source column's name."""
 
@@ -215,6 +263,8 @@ class PhiGuardDroppedColumn(RedactMixin):
 class PhiGuardFinding(RedactMixin):
     """Values of one published column that still contain one identifier, counted."""
 
+    _skip_redact: ClassVar[list[str]] = ["column", "identifier", "count"]
+
     column: str
     """The source column whose values were scanned."""
 
@@ -228,6 +278,9 @@ class PhiGuardFinding(RedactMixin):
 @attr.define(kw_only=True)
 class PhiGuardColumnsDatasetFacet(_ProducedByPhiGuard, DatasetFacet):
     """What a run did with each source column to produce a governed dataset: key ``phiGuard_columns``."""
+
+    # Column names, letters, treatments and counts; ``sourceDataset`` (a location) stays redactable.
+    _additional_skip_redact: ClassVar[list[str]] = ["columns", "dropped", "findings"]
 
     sourceDataset: PhiGuardDatasetReference  # noqa: N815
     """The source dataset whose columns are described."""
@@ -255,6 +308,11 @@ class PhiGuardDeidentificationRunFacet(_ProducedByPhiGuard, RunFacet):
     when it does not apply (no publication, no quasi-identifiers, no zip3, date-shift or surrogate column,
     no recorded determination or agreement).
     """
+
+    # Figures, enums, fingerprints and the shipped ZIP3 list's digest. Not ``safeHarbor`` (its attestation
+    # is a person's statement), ``surrogateMapping`` (a store location), ``expertDetermination`` or
+    # ``dataUseAgreement`` (names and references): the redactor recurses into those.
+    _additional_skip_redact: ClassVar[list[str]] = ["method", "risk", "zip3", "dateShift"]
 
     method: str
     """The de-identification route: safe-harbor, expert-determination or limited-data-set."""
@@ -289,6 +347,8 @@ class PhiGuardDeidentificationRunFacet(_ProducedByPhiGuard, RunFacet):
 class PhiGuardInventoryEvidence(RedactMixin):
     """One piece of evidence for an identifier in a column, by its source and detector, never a value."""
 
+    _skip_redact: ClassVar[list[str]] = ["source", "identifier", "detector", "confidence", "rate"]
+
     source: str
     """``name`` (the column's name), ``value`` (a value detector) or ``known-values``."""
 
@@ -308,6 +368,8 @@ class PhiGuardInventoryEvidence(RedactMixin):
 @attr.define(kw_only=True)
 class PhiGuardInventoryColumn(RedactMixin):
     """A scan's verdict on one column."""
+
+    _skip_redact: ClassVar[list[str]] = ["name", "identifier", "confidence", "runnerUp"]
 
     name: str
     """The column's name."""
@@ -329,6 +391,8 @@ class PhiGuardInventoryColumn(RedactMixin):
 class PhiGuardInventoryDatasetFacet(_ProducedByPhiGuard, DatasetFacet):
     """Which columns of a dataset are identifiers, as a scan judged them: key ``phiGuard_inventory``."""
 
+    _additional_skip_redact: ClassVar[list[str]] = ["rowsScanned", "sampleRows"]
+
     rowsScanned: int  # noqa: N815
     """Rows whose values were scanned."""
 
@@ -343,6 +407,28 @@ class PhiGuardInventoryDatasetFacet(_ProducedByPhiGuard, DatasetFacet):
         return _schema_url("1-0-0", "PhiGuardInventoryDatasetFacet")
 
 
+@attr.define(kw_only=True)
+class PhiGuardTrailRunFacet(_ProducedByPhiGuard, RunFacet):
+    """The run's record in the audit trail, so that lineage and trail check each other: key
+    ``phiGuard_trail``. ``phi-guard trail verify --events`` checks that each recorded head is in the chain,
+    which shows a trail whose tail was cut or that was rewritten."""
+
+    _additional_skip_redact: ClassVar[list[str]] = ["sequence", "digest"]
+
+    trail: str
+    """The trail's display name: a path, or a database URL without password and its table."""
+
+    sequence: int
+    """The sequence of the run's record in the chain."""
+
+    digest: str
+    """The digest of the run's record, ``sha256:<hex>``."""
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema_url("1-0-0", "PhiGuardTrailRunFacet")
+
+
 #: Every custom facet class by the key it takes in an event.
 FACET_CLASSES: dict[str, type[RunFacet | DatasetFacet]] = {
     POLICY_FACET: PhiGuardPolicyRunFacet,
@@ -350,6 +436,7 @@ FACET_CLASSES: dict[str, type[RunFacet | DatasetFacet]] = {
     COLUMNS_FACET: PhiGuardColumnsDatasetFacet,
     INVENTORY_FACET: PhiGuardInventoryDatasetFacet,
     DEIDENTIFICATION_FACET: PhiGuardDeidentificationRunFacet,
+    TRAIL_FACET: PhiGuardTrailRunFacet,
 }
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from airflow_phi_guard.consent.sources import ConsentSource
     from airflow_phi_guard.engine.executor import GovernanceResult
     from airflow_phi_guard.policy.models import Policy
+    from airflow_phi_guard.recipients import RecipientRegistry
 
 
 class PhiPolicyOperator(BaseOperator):
@@ -52,6 +53,11 @@ class PhiPolicyOperator(BaseOperator):
         (templated)
     :param surrogate_mapping_table: the mapping table in that database, ``table`` or ``schema.table``;
         created if it does not exist. (templated)
+    :param trail_path: the audit trail the run is recorded in (a JSONL file, or a PostgreSQL URL with
+        ``#schema.table``); its head goes into the run's lineage. None records nothing. (templated)
+    :param recipients_path: the recipient registry (YAML); with it, the run refuses a policy whose
+        recipient it does not list or lacks what the data needs (a BAA in force for the purpose).
+        (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -66,6 +72,8 @@ class PhiPolicyOperator(BaseOperator):
         "surrogate_mapping_path",
         "surrogate_mapping_conn_id",
         "surrogate_mapping_table",
+        "trail_path",
+        "recipients_path",
     )
     ui_color = "#e8f0e3"
 
@@ -87,6 +95,8 @@ class PhiPolicyOperator(BaseOperator):
         surrogate_mapping_path: str | None = None,
         surrogate_mapping_conn_id: str | None = None,
         surrogate_mapping_table: str | None = None,
+        trail_path: str | None = None,
+        recipients_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,12 +115,15 @@ class PhiPolicyOperator(BaseOperator):
         self.surrogate_mapping_path = surrogate_mapping_path
         self.surrogate_mapping_conn_id = surrogate_mapping_conn_id
         self.surrogate_mapping_table = surrogate_mapping_table
+        self.trail_path = trail_path
+        self.recipients_path = recipients_path
         self._result: GovernanceResult | None = None
 
     def execute(self, context: Context) -> dict[str, object]:
         from airflow_phi_guard.engine.executor import govern
         from airflow_phi_guard.exceptions import DataProcessingError, PolicyError, PolicyViolationError
         from airflow_phi_guard.policy.models import Treatment
+        from airflow_phi_guard.trail.records import RunIds
 
         policy = self._policy()
         key = self._pseudonym_key() if policy.uses(Treatment.PSEUDONYMIZE) else None
@@ -128,6 +141,9 @@ class PhiPolicyOperator(BaseOperator):
                 manifest_key=self._manifest_key(),
                 date_shift_key=date_shift_key,
                 surrogate_mapping=surrogate_mapping,
+                recipients=self._recipients(),
+                trail=self.trail_path or None,
+                trail_ids=RunIds(self.dag_id, self.task_id, context.get("run_id")),
             )
         except DataProcessingError as error:
             if error.retryable:
@@ -151,6 +167,17 @@ class PhiPolicyOperator(BaseOperator):
         except (PolicyViolationError, PolicyError) as violation:
             raise AirflowFailException(str(violation)) from None
         return report.summary()
+
+    def _recipients(self) -> RecipientRegistry | None:
+        from airflow_phi_guard.exceptions import PhiGuardError
+        from airflow_phi_guard.recipients import load_recipient_registry
+
+        if not self.recipients_path:
+            return None
+        try:
+            return load_recipient_registry(self.recipients_path)
+        except PhiGuardError as error:
+            raise AirflowFailException(f"bad recipient registry: {error}") from None
 
     def _policy(self) -> Policy:
         from airflow_phi_guard.exceptions import PolicyError
@@ -260,6 +287,12 @@ class PhiPolicyOperator(BaseOperator):
 
         if self._result is None:
             return self.get_openlineage_facets_on_start()
+        trail = None
+        if self.trail_path and self._result.trail_head is not None:
+            from airflow_phi_guard.lineage.build import trail_facet
+            from airflow_phi_guard.trail.store import open_trail
+
+            trail = trail_facet(open_trail(self.trail_path).display_name, self._result.trail_head)
         # The policy the run enforced, not the file read again: it may have changed since.
         return _operator_lineage(
             lineage_for_report(
@@ -267,6 +300,7 @@ class PhiPolicyOperator(BaseOperator):
                 self._result.plan.policy,
                 input_schema=self._result.plan.schema,
                 output_schema=self._result.output_schema,
+                trail=trail,
             )
         )
 

@@ -167,10 +167,20 @@ class GovernedDatasetValidationOperator(BaseOperator):
 
         if self._summary is None or self._dataset is None:
             return OperatorLineage()
-        parts = validation_lineage(self._dataset, self._summary)
+        parts = validation_lineage(self._dataset, self._summary, data_docs_url=self.data_docs_url())
         return OperatorLineage(
             inputs=list(parts.inputs), run_facets=dict(parts.run_facets), job_facets=dict(parts.job_facets)
         )
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from openlineage.client.event_v2 import InputDataset
+
+        from airflow_phi_guard.lineage.datasets import dataset_identity
+
+        if self._summary is None and self._dataset is not None:
+            # The validation could not run: the FAIL still names the set it was to check (and withdrew),
+            # with no assertion, since none was evaluated.
+            identity = dataset_identity(self._dataset)
+            return OperatorLineage(inputs=[InputDataset(namespace=identity.namespace, name=identity.name)])
         return self.get_openlineage_facets_on_complete(task_instance)

@@ -1,0 +1,132 @@
+"""The operator that runs one batch of model inference over a dataset and records it in the audit trail."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import Context
+
+
+class BatchInferenceOperator(BaseOperator):
+    """Score a dataset with a model and audit-log the batch (45 CFR 164.312(b)).
+
+    The batch runs inside :func:`~airflow_phi_guard.trail.inference.inference_audit`: the audit trail gets
+    a record of kind ``inference`` with the model's name and version, the input's fingerprint, its
+    identifier columns by name (or by scan), the row counts, the output's fingerprint, the recipient and
+    the timing; the task's OpenLineage events name the model and the input as inputs, the predictions as
+    output, and the record in the ``phiGuard_trail`` facet. Nothing of the data reaches XCom or lineage:
+    the task returns the record's sequence, digest and counts.
+
+    :param model_name: the model's name, as the policy and the audit know it.
+    :param model_version: the model's version.
+    :param input_path: the dataset scored. (templated)
+    :param output_path: where the predictions are written. (templated)
+    :param trail_path: the audit trail, a JSONL path or a PostgreSQL URL. (templated)
+    :param score: called as ``score(input_path, output_path)``; writes the predictions and may return their
+        row count. Imported lazily by the DAG author: the operator reads no data at parse time.
+    :param model_path: the model artifact, for the model's input dataset in lineage. (templated)
+    :param recipient: the recipient's id when the model is a vendor API (put the recipients gate before
+        this task: the operator records the recipient, it does not judge it).
+    :param identifiers: ``names`` (reads no row) or ``scan`` (names and values).
+    """
+
+    template_fields: Sequence[str] = ("input_path", "output_path", "trail_path", "model_path")
+    ui_color = "#e4eef7"
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        model_version: str,
+        input_path: str,
+        output_path: str,
+        trail_path: str,
+        score: Callable[[str, str], int | None],
+        model_path: str | None = None,
+        recipient: str | None = None,
+        identifiers: str = "names",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.model_version = model_version
+        self.input_path = input_path
+        self.output_path = output_path
+        self.trail_path = trail_path
+        self.score = score
+        self.model_path = model_path
+        self.recipient = recipient
+        self.identifiers = identifiers
+        self._record: Any = None
+
+    def execute(self, context: Context) -> dict[str, object]:
+        from airflow_phi_guard.trail.inference import inference_audit
+        from airflow_phi_guard.trail.records import RunIds
+
+        run_id = context.get("run_id")
+        ids = RunIds(dag_id=self.dag_id if self.has_dag() else None, task_id=self.task_id, run_id=run_id)
+        with inference_audit(
+            self.model_name,
+            self.model_version,
+            self.input_path,
+            trail=self.trail_path,
+            output=self.output_path,
+            model_uri=self.model_path,
+            recipient=self.recipient,
+            identifiers=self.identifiers,
+            ids=ids,
+        ) as batch:
+            rows_out = self.score(os.fspath(self.input_path), os.fspath(self.output_path))
+            if rows_out is not None:
+                batch.rows_out = rows_out
+        self._record = batch.record
+        self.log.info(
+            "model %s %s scored %s row(s); trail sequence %d",
+            self.model_name,
+            self.model_version,
+            batch.rows_in,
+            self._record.sequence,
+        )
+        return {
+            "model": self.model_name,
+            "model_version": self.model_version,
+            "trail_sequence": self._record.sequence,
+            "trail_digest": self._record.digest,
+            "counts": dict(self._record.counts),
+            "identifier_columns": len(batch.identifier_columns),
+        }
+
+    def _lineage(self) -> OperatorLineage:
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from airflow_phi_guard.trail.inference import inference_lineage
+        from airflow_phi_guard.trail.store import open_trail
+
+        trail = open_trail(self.trail_path).display_name if self._record is not None else None
+        parts: Any = inference_lineage(
+            self.model_name,
+            self.model_version,
+            self.input_path,
+            self.output_path if self._record is not None else None,
+            self.model_path,
+            trail,
+            self._record,
+        )
+        return OperatorLineage(
+            inputs=list(parts.inputs), outputs=list(parts.outputs), run_facets=dict(parts.run_facets)
+        )
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        return self._lineage()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        return self._lineage()
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        return self._lineage()

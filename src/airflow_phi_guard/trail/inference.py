@@ -1,0 +1,257 @@
+"""Audit logging of batch inference (45 CFR 164.312(b)): what each batch read and wrote, never a value.
+
+:func:`inference_audit` wraps one batch of one's own inference code; the ``BatchInferenceOperator`` uses it
+too. Per batch it records the model's name and version, the input dataset's fingerprint, which input
+columns are identifiers (by the column scan of :func:`~airflow_phi_guard.phi.inventory.scan_dataset`, or
+by name alone), the row counts, the output's fingerprint, the recipient when the model is a vendor API, and
+the timing: into the audit trail (a record of kind ``inference``) and, when an event log is given, as
+OpenLineage START and COMPLETE (or FAIL) events whose inputs are the model and the input dataset and whose
+``phiGuard_trail`` facet names the record, so that trail and lineage check each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from airflow_phi_guard.trail.fingerprint import dataset_fingerprint
+from airflow_phi_guard.trail.records import RunIds, record_inference
+from airflow_phi_guard.trail.store import AuditTrail, open_trail
+
+log = logging.getLogger(__name__)
+
+#: The OpenLineage job namespace of inference runs, beside the governance runs' namespace.
+INFERENCE_JOB_NAMESPACE = "phi-guard"
+
+
+class IdentifierDetection(StrEnum):
+    """How the identifier columns of the input are found."""
+
+    SCAN = "scan"  # names and values, by the inventory scan (reads the input once more)
+    NAMES = "names"  # column names only, reads no row
+
+
+@dataclass
+class InferenceBatch:
+    """One batch, as the audit sees it; set ``rows_out`` (and ``output`` if not given) in the block.
+
+    :param rows_in: rows of the input, from its metadata.
+    :param identifier_columns: the input columns that are identifiers, by name.
+    :param input_fingerprint: SHA-256 of the input.
+    """
+
+    rows_in: int | None
+    identifier_columns: list[str]
+    input_fingerprint: str | None
+    output: str | os.PathLike[str] | None = None
+    rows_out: int | None = None
+    record: object | None = field(default=None, repr=False)
+
+
+@contextmanager
+def inference_audit(
+    model: str,
+    version: str,
+    input: str | os.PathLike[str],
+    *,
+    trail: AuditTrail | str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    model_uri: str | os.PathLike[str] | None = None,
+    recipient: str | None = None,
+    identifiers: IdentifierDetection | str = IdentifierDetection.NAMES,
+    events: str | os.PathLike[str] | None = None,
+    ids: RunIds | None = None,
+    job_name: str | None = None,
+) -> Iterator[InferenceBatch]:
+    """Record one inference batch in the audit trail, and in lineage when ``events`` is given.
+
+    The record is appended when the block ends, with outcome ``logged``, or ``failed`` when it raised (the
+    exception then propagates unchanged). An append that fails raises after a block that succeeded: a
+    batch over PHI that cannot be logged must not pass silently. Lineage is best effort and never raises.
+
+    :param model: the model's name, as the policy and the audit know it.
+    :param version: the model's version.
+    :param input: the dataset scored (a Parquet file or folder, or a CSV file).
+    :param trail: the audit trail, or its path or URL.
+    :param output: where the predictions are written; can also be set on the batch inside the block.
+    :param model_uri: the model artifact (file or URI), for the model's input dataset in lineage; the
+        dataset is named ``model:<name>/<version>`` in the ``phi-guard`` namespace without it.
+    :param recipient: the recipient's id in the registry when the model is a vendor API that receives the
+        input; put the recipients gate before the batch, this only records it.
+    :param identifiers: ``names`` (the default, reads no row) or ``scan`` (names and values).
+    :param events: an OpenLineage event log (JSON lines) to append START and COMPLETE/FAIL events to.
+    :param ids: the Airflow DAG, task and run ids.
+    :param job_name: the OpenLineage job name; ``inference.<model>`` by default.
+    """
+    started, clock = datetime.now(UTC), time.monotonic()
+    batch = InferenceBatch(
+        rows_in=_rows(input),
+        identifier_columns=_identifier_columns(input, IdentifierDetection(identifiers)),
+        input_fingerprint=dataset_fingerprint(input),
+        output=output,
+    )
+    lineage = _InferenceLineage(events, job_name or f"inference.{model}", model, version, model_uri, input)
+    lineage.emit("START", batch, None, None)
+
+    outcome = "logged"
+    try:
+        yield batch
+    except BaseException:
+        outcome = "failed"
+        raise
+    finally:
+        rows_out = batch.rows_out if batch.rows_out is not None else _rows(batch.output)
+        store = open_trail(trail) if isinstance(trail, str | os.PathLike) else trail
+        counts = {"rows_in": batch.rows_in or 0}
+        if rows_out is not None:
+            counts["rows_out"] = rows_out
+        record = record_inference(
+            store,
+            model=model,
+            version=version,
+            input_fingerprint=batch.input_fingerprint,
+            output_fingerprint=dataset_fingerprint(batch.output) if outcome == "logged" else None,
+            identifier_columns=batch.identifier_columns,
+            counts=counts,
+            seconds=time.monotonic() - clock,
+            recipient=recipient,
+            outcome=outcome,
+            dag_id=(ids or RunIds()).dag_id,
+            task_id=(ids or RunIds()).task_id,
+            run_id=(ids or RunIds()).run_id,
+            at=started,
+        )
+        batch.record = record
+        log.info(
+            "inference batch of model %s %s %s: %s row(s) in, %s out, %d identifier column(s), trail "
+            "sequence %d",
+            model,
+            version,
+            outcome,
+            batch.rows_in,
+            rows_out,
+            len(batch.identifier_columns),
+            record.sequence,
+        )
+        lineage.emit("COMPLETE" if outcome == "logged" else "FAIL", batch, store.display_name, record)
+
+
+def _rows(location: str | os.PathLike[str] | None) -> int | None:
+    """Rows of a local Parquet or CSV dataset, from Parquet metadata when it has them; None otherwise."""
+    if location is None or not Path(location).exists():
+        return None
+    from airflow_phi_guard.engine.source import open_source
+
+    return open_source(Path(location)).count_rows()
+
+
+def _identifier_columns(location: str | os.PathLike[str], detection: IdentifierDetection) -> list[str]:
+    if detection is IdentifierDetection.SCAN:
+        from airflow_phi_guard.phi.inventory import scan_dataset
+
+        return sorted(scan_dataset(location).identifiers)
+    from airflow_phi_guard.engine.source import open_source
+    from airflow_phi_guard.phi.names import identify_columns
+
+    names = open_source(Path(location)).schema.names
+    return sorted(name for name, identifier in identify_columns(names).items() if identifier is not None)
+
+
+@dataclass
+class _InferenceLineage:
+    events: str | os.PathLike[str] | None
+    job_name: str
+    model: str
+    version: str
+    model_uri: str | os.PathLike[str] | None
+    input: str | os.PathLike[str]
+    run_id: str = ""
+
+    def emit(self, event_type: str, batch: InferenceBatch, trail: str | None, record: object | None) -> None:
+        """Emit one event; lineage never fails the batch."""
+        if self.events is None:
+            return
+        from airflow_phi_guard.lineage.emit import emit_event, new_run_id
+
+        try:
+            self.run_id = self.run_id or new_run_id()
+            lineage = inference_lineage(
+                self.model, self.version, self.input, batch.output, self.model_uri, trail, record
+            )
+        except Exception as error:
+            log.warning("could not build the OpenLineage %s event: %s", event_type, type(error).__name__)
+            log.debug("lineage failure details", exc_info=True)
+            return
+        emit_event(
+            event_type,
+            lineage,
+            events_path=self.events,
+            job_namespace=INFERENCE_JOB_NAMESPACE,
+            job_name=self.job_name,
+            run_id=self.run_id,
+        )
+
+
+def model_dataset(model: str, version: str, model_uri: str | os.PathLike[str] | None) -> tuple[str, str]:
+    """The namespace and name of the model as an OpenLineage dataset: its artifact, or a name of its own.
+
+    :param model: the model's name.
+    :param version: the model's version.
+    :param model_uri: the model artifact, when known.
+    """
+    if model_uri is not None:
+        from airflow_phi_guard.lineage.datasets import dataset_identity
+
+        identity = dataset_identity(model_uri)
+        return identity.namespace, identity.name
+    return INFERENCE_JOB_NAMESPACE, f"model:{model}/{version}"
+
+
+def inference_lineage(
+    model: str,
+    version: str,
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    model_uri: str | os.PathLike[str] | None,
+    trail: str | None,
+    record: object | None,
+) -> object:
+    """The :class:`~airflow_phi_guard.lineage.build.RunLineage` of one batch: the model and the input as
+    inputs, the output, and the ``phiGuard_trail`` facet of the record once it exists.
+
+    :param model: the model's name.
+    :param version: the model's version.
+    :param input: the dataset scored.
+    :param output: the predictions, when written.
+    :param model_uri: the model artifact, when known.
+    :param trail: the trail's display name, once the record was appended.
+    :param record: the trail record of the batch, once appended.
+    """
+    from openlineage.client.event_v2 import InputDataset, OutputDataset
+
+    from airflow_phi_guard.lineage.build import RunLineage, trail_facet
+    from airflow_phi_guard.lineage.datasets import dataset_identity
+    from airflow_phi_guard.trail.chain import TrailHead, TrailRecord
+
+    namespace, name = model_dataset(model, version, model_uri)
+    source = dataset_identity(input)
+    inputs = [
+        InputDataset(namespace=namespace, name=name),
+        InputDataset(namespace=source.namespace, name=source.name),
+    ]
+    outputs = []
+    if output is not None:
+        target = dataset_identity(output)
+        outputs.append(OutputDataset(namespace=target.namespace, name=target.name))
+    run_facets = {}
+    if trail is not None and isinstance(record, TrailRecord):
+        head = TrailHead(sequence=record.sequence, digest=record.digest)
+        run_facets["phiGuard_trail"] = trail_facet(trail, head)
+    return RunLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)
