@@ -142,15 +142,13 @@ def events_by_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[tupl
         refused.get_openlineage_facets_on_failure(None), RunState.FAIL, "dag.govern"
     )
 
-    # Known shortcoming (quality/validate.py, not lineage): a second validation in the same process and the
-    # same GX project directory fails with great_expectations' MissingDataContextError, so each validation
-    # here has its own directories.
+    # One GX project for every validation, as a deployment has.
     def validation(report: str, name: str) -> GovernedDatasetValidationOperator:
         return GovernedDatasetValidationOperator(
             task_id="validate",
             report_path=report,
-            data_docs_dir=str(tmp_path / name / "data-docs"),
-            gx_project_dir=str(tmp_path / name / "gx"),
+            data_docs_dir=str(tmp_path / "data-docs"),
+            gx_project_dir=str(tmp_path / "gx"),
         )
 
     passed = validation(published.report_path, "passed")

@@ -554,3 +554,14 @@ def test_the_suite_page_shows_the_runs_consent_counts(tmp_path, gx_dirs):
         "4321",
     ):
         assert shown in page
+
+
+def test_the_same_suite_validates_again_in_one_process(tmp_path, gx_dirs):
+    # A second validation of one suite in the same GX project and process (a scheduler's worker, a test
+    # session) reads the project an earlier one saved; it must judge its own data, not fail to run.
+    first = _validate(governed_table(), tmp_path, gx_dirs, "again")
+    planted = governed_table(DESCRIPTION=["Well child visit", "SSN 123-45-6789", None, "x"])
+    second = _validate(planted, tmp_path, gx_dirs, "again")
+
+    assert first.success
+    assert _failed(second) == {(NO_IDENTIFIERS, "DESCRIPTION", "G")}

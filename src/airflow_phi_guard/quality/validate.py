@@ -439,8 +439,12 @@ class _Run:
         self.suite = suite
         self.parameters = dict(parameters)
         # The dataframe is handed to the run, never to a definition, so no store keeps it.
-        sources = context.data_sources.all()
-        source = _get_or_add(sources, DATA_SOURCE, lambda: context.data_sources.add_pandas(DATA_SOURCE))
+        # The data source is made anew for every validation: one read back from the project that an earlier
+        # validation in this process saved is not bound to this context, and its batches then fail with
+        # GX's MissingDataContextError. It holds no data, only the asset's name.
+        if DATA_SOURCE in context.data_sources.all():
+            context.data_sources.delete(DATA_SOURCE)
+        source = context.data_sources.add_pandas(DATA_SOURCE)
         assets = {asset.name: asset for asset in source.assets}
         asset = _get_or_add(assets, suite_name, lambda: source.add_dataframe_asset(suite_name))
         self.batch_definition = _get_or_add(
