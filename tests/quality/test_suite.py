@@ -11,6 +11,7 @@ import pytest
 from airflow_phi_guard.exceptions import QualityCheckFailedError
 from airflow_phi_guard.phi.values import DETECTORS
 from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
+from airflow_phi_guard.quality import suite
 from airflow_phi_guard.quality.suite import (
     PSEUDONYM_PATTERN,
     ExpectationSpec,
@@ -290,3 +291,30 @@ def test_the_reports_risk_measurement_brings_its_k_check():
         "expect_table_k_anonymity_to_be_at_least",
         {"quasi_identifiers": ("AGE", "ZIP3"), "k_min": 5},
     )
+
+
+# The output forms of the treatments that write text of a fixed shape, with values the rule accepts and
+# refuses: a surrogate code is 128 random bits in hex (deid/surrogate.py), a month and a quarter keep the
+# year (deid/generalize.py), a State is its two-letter USPS code.
+FORMS = [
+    (Treatment.SURROGATE, "3f2b8c1e4d5a4b6c8d7e9f0a1b2c3d4e", True),
+    (Treatment.SURROGATE, "3F2B8C1E4D5A4B6C8D7E9F0A1B2C3D4E", False),
+    (Treatment.SURROGATE, "a" * 64, False),  # an HMAC pseudonym is no surrogate code
+    (Treatment.SURROGATE, "4d7a3e9c-1f2b-4c5d-8e6f-7a8b9c0d1e2f", False),  # nor is the patient's UUID
+    (Treatment.MONTH, "2021-03", True),
+    (Treatment.MONTH, "2021-13", False),
+    (Treatment.MONTH, "2021-03-14", False),  # a whole date
+    (Treatment.QUARTER, "2021-Q1", True),
+    (Treatment.QUARTER, "2021-Q5", False),
+    (Treatment.STATE, "NE", True),
+    (Treatment.STATE, "Nebraska", False),
+    (Treatment.STATE, "68504", False),  # a ZIP code
+]
+
+
+@pytest.mark.parametrize(("treatment", "value", "accepted"), FORMS)
+def test_text_forms_of_treatments_accept_only_their_output(treatment, value, accepted):
+    (spec,) = suite._column_expectations("OUT", treatment, 2026, "census-2020", [])
+
+    assert spec.expectation_type == "expect_column_values_to_match_regex"
+    assert (re.search(spec.kwargs["regex"], value) is not None) is accepted

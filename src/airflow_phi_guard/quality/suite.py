@@ -51,6 +51,16 @@ if TYPE_CHECKING:
 
 #: A pseudonym: HMAC-SHA256 written as 64 lowercase hexadecimal digits.
 PSEUDONYM_PATTERN = r"^[0-9a-f]{64}$"
+#: The output forms of the treatments that write text of a fixed shape: a surrogate code (128 random
+#: bits as 32 lowercase hex digits), a month (``2021-03``), a quarter (``2021-Q1``), a State code (``NE``).
+TEXT_FORMS: Mapping[Treatment, tuple[str, str]] = MappingProxyType(
+    {
+        Treatment.SURROGATE: (r"^[0-9a-f]{32}$", "surrogate codes only (32 lowercase hex digits)"),
+        Treatment.MONTH: (r"^[0-9]{4}-(0[1-9]|1[0-2])$", "months only, year and month (2021-03)"),
+        Treatment.QUARTER: (r"^[0-9]{4}-Q[1-4]$", "quarters only, year and quarter (2021-Q1)"),
+        Treatment.STATE: (r"^[A-Z]{2}$", "two-letter State codes only"),
+    }
+)
 #: The top age category: everyone over 89 is 90, "90 or older" (164.514(b)(2)(i)(C)).
 TOP_AGE = 90
 #: Safe Harbor suppresses the birth year of anyone over 89 at the reference date; the earliest birth year
@@ -482,14 +492,23 @@ def _column_expectations(
                 f"{name} holds keyed pseudonyms only (HMAC-SHA256, 64 lowercase hex digits).",
             )
         ]
-    # Known shortcoming: surrogate, age-band, month, quarter, state, top-bottom-code and date-shift outputs
-    # get no check of their values yet (only the allowlist covers them); each needs an expectation of its
-    # output form (a band label, a month 1 to 12, a State code, a shifted date within the window).
+    if treatment in TEXT_FORMS:
+        pattern, form = TEXT_FORMS[treatment]
+        return [
+            ExpectationSpec(
+                "expect_column_values_to_match_regex",
+                {"column": name, "regex": pattern},
+                f"{name} holds {form}.",
+            )
+        ]
+    # Known shortcoming: age-band, top-bottom-code and date-shift outputs get no check of their values yet
+    # (only the allowlist covers them): their forms depend on the column's bands, bounds and window, which
+    # the report does not carry to the suite.
     return []
 
 
 # Which Arrow types a treatment's output must have for its expectation to judge the values.
-_NEEDS_TEXT = frozenset({Treatment.ZIP3, Treatment.PSEUDONYMIZE})
+_NEEDS_TEXT = frozenset({Treatment.ZIP3, Treatment.PSEUDONYMIZE, *TEXT_FORMS})
 _NEEDS_INTEGER = frozenset({Treatment.AGE, Treatment.BIRTH_YEAR, Treatment.YEAR})
 
 
