@@ -28,14 +28,17 @@ class PhiGuardError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class PolicyError(PhiGuardError, ValueError):
-    """A policy file that cannot be used: unreadable, not YAML, an unknown key, a bad value.
+class FileKeyError(PhiGuardError, ValueError):
+    """A configuration file that cannot be used: unreadable, not YAML, an unknown key, a bad value.
 
-    :param file: the policy file.
+    :param file: the file.
     :param key: the dotted path of the offending key, or None for the whole file.
     :param line: the 1-based line of that key in the file, or None when unknown.
     :param problem: what is wrong, and what to do about it.
     """
+
+    #: How a message names the file when no key is at fault.
+    subject = "file"
 
     def __init__(self, file: str, key: str | None, line: int | None, problem: str) -> None:
         self.file = file
@@ -43,8 +46,14 @@ class PolicyError(PhiGuardError, ValueError):
         self.line = line
         self.problem = problem
         where = file if line is None else f"{file}:{line}"
-        subject = f"key '{key}'" if key else "policy"
+        subject = f"key '{key}'" if key else self.subject
         super().__init__(f"{where}: {subject}: {problem}")
+
+
+class PolicyError(FileKeyError):
+    """A policy file that cannot be used: unreadable, not YAML, an unknown key, a bad value."""
+
+    subject = "policy"
 
 
 class PolicyViolationError(PhiGuardError):
@@ -149,23 +158,10 @@ class RecipientNotPermittedError(PolicyViolationError):
     destination no recipient owns. Each refusal names the recipient, the agreement and the rule."""
 
 
-class RecipientRegistryError(PhiGuardError, ValueError):
-    """A recipient registry that cannot be used: unreadable, not YAML, an unknown key, a bad value.
+class RecipientRegistryError(FileKeyError):
+    """A recipient registry that cannot be used: unreadable, not YAML, an unknown key, a bad value."""
 
-    :param file: the registry file.
-    :param key: the dotted path of the offending key, or None for the whole file.
-    :param line: the 1-based line of that key in the file, or None when unknown.
-    :param problem: what is wrong, and what to do about it.
-    """
-
-    def __init__(self, file: str, key: str | None, line: int | None, problem: str) -> None:
-        self.file = file
-        self.key = key
-        self.line = line
-        self.problem = problem
-        where = file if line is None else f"{file}:{line}"
-        subject = f"key '{key}'" if key else "recipient registry"
-        super().__init__(f"{where}: {subject}: {problem}")
+    subject = "recipient registry"
 
 
 class SubjectManifestError(PhiGuardError):

@@ -11,8 +11,7 @@ from pydantic import ValidationError
 
 from airflow_phi_guard.exceptions import RecipientRegistryError
 from airflow_phi_guard.recipients.models import RecipientRegistry
-
-KeyPath = tuple[str, ...]
+from airflow_phi_guard.yaml_documents import line_of, to_python
 
 #: Where the cluster policy and the CLI find the registry outside the Airflow configuration.
 RECIPIENT_REGISTRY_VARIABLE = "PHI_GUARD_RECIPIENT_REGISTRY"
@@ -48,8 +47,7 @@ def parse_recipient_registry(text: str, file: str = "<recipients>") -> Recipient
     if root is None:
         raise RecipientRegistryError(file, None, None, "the file is empty")
 
-    lines: dict[KeyPath, int] = {}
-    data = _to_python(root, (), lines, file)
+    data, lines = to_python(root, file, RecipientRegistryError)
     try:
         return RecipientRegistry.model_validate(data)
     except ValidationError as error:
@@ -57,43 +55,8 @@ def parse_recipient_registry(text: str, file: str = "<recipients>") -> Recipient
         first = min(error.errors(), key=lambda detail: detail["type"] != "extra_forbidden")
         key_path = tuple(str(part) for part in first["loc"])
         raise RecipientRegistryError(
-            file, ".".join(key_path) or None, _line_of(key_path, lines), _describe(first)
+            file, ".".join(key_path) or None, line_of(key_path, lines), _describe(first)
         ) from None
-
-
-def _to_python(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) -> Any:
-    """Convert a composed YAML node, recording the line of every key; a key given twice is an error, so
-    that a second entry for a recipient cannot silently replace the first."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise RecipientRegistryError(
-                    file, ".".join(path) or None, key_node.start_mark.line + 1, "keys must be text"
-                )
-            child = (*path, key_node.value)
-            if key_node.value in result:
-                raise RecipientRegistryError(
-                    file, ".".join(child), key_node.start_mark.line + 1, "key given twice"
-                )
-            lines[child] = key_node.start_mark.line + 1
-            result[key_node.value] = _to_python(value_node, child, lines, file)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, str(index)), lines, file) for index, item in enumerate(node.value)]
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
-
-
-def _line_of(key_path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
-    for end in range(len(key_path), -1, -1):
-        if key_path[:end] in lines:
-            return lines[key_path[:end]]
-    return None
 
 
 def _describe(error: dict[str, Any]) -> str:
