@@ -40,6 +40,9 @@ from airflow_phi_guard.consent.registry import ConsentRegistry
 from airflow_phi_guard.exceptions import SubjectManifestError
 from airflow_phi_guard.lineage.datasets import LOCAL_NAMESPACE, dataset_uri
 from airflow_phi_guard.lineage.facets import CONSENT_FACET, POLICY_FACET
+from airflow_phi_guard.lineage.fields import field_at as _get
+from airflow_phi_guard.lineage.fields import list_of as _list
+from airflow_phi_guard.lineage.fields import text_of as _text
 from airflow_phi_guard.policy.models import ConsentBasis, SubjectIdNormalization
 
 
@@ -394,23 +397,3 @@ def render_text(answer: ImpactAnswer, *, width: int = 160) -> str:
         "Counts from the runs' subject manifests and the registry as read; this is not legal advice."
     )
     return "".join(line.rstrip() + "\n" for line in stream.getvalue().splitlines())
-
-
-# Reading events: every access goes through these, since an event from another producer may hold
-# anything at any key.
-
-
-def _get(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -59,6 +59,11 @@ from airflow_phi_guard.lineage.facets import (
     DEIDENTIFICATION_FACET,
     POLICY_FACET,
 )
+from airflow_phi_guard.lineage.fields import count_map_of as _count_map
+from airflow_phi_guard.lineage.fields import count_of as _count
+from airflow_phi_guard.lineage.fields import field_at as _get
+from airflow_phi_guard.lineage.fields import list_of as _list
+from airflow_phi_guard.lineage.fields import text_of as _text
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -723,37 +728,6 @@ def _describe(letter: str | None) -> str:
         return f"{letter} ({SafeHarborIdentifier(letter).description})"
     except ValueError:
         return letter
-
-
-# Reading events: every access goes through these, since an event from another producer may hold
-# anything at any key.
-
-
-def _get(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _count_map(value: Any) -> dict[str, int] | None:
-    """A mapping of names to counts, keeping the well-formed entries; None when there is no mapping."""
-    if not isinstance(value, Mapping):
-        return None
-    return {key: count for key, count in value.items() if isinstance(key, str) and _count(count) is not None}
 
 
 def _risk(*candidates: Any) -> dict[str, RiskFigure] | None:

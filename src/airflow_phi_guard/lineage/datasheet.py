@@ -33,6 +33,11 @@ from airflow_phi_guard.lineage.audit import (
 )
 from airflow_phi_guard.lineage.datasets import dataset_uri
 from airflow_phi_guard.lineage.facets import COLUMNS_FACET, CONSENT_FACET, POLICY_FACET
+from airflow_phi_guard.lineage.fields import count_map_of as _count_map
+from airflow_phi_guard.lineage.fields import count_of as _count
+from airflow_phi_guard.lineage.fields import field_at as _get
+from airflow_phi_guard.lineage.fields import list_of as _list
+from airflow_phi_guard.lineage.fields import text_of as _text
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 
 #: The run facet of the de-identification verdict, risk and records (issue 5), read when present; a
@@ -650,35 +655,6 @@ def render_html(sheet: Datasheet, events: Iterable[Mapping[str, Any]] | None = N
         audit = audit_model(events, sheet.model.name, sheet.model.version)
         body.append(html.graph_section(html.lineage_graph(list(events), audit)))
     return html.page(f"Training data of model {_model_name(sheet)}", body)
-
-
-# Reading events: every access goes through these, since an event from another producer may hold anything.
-
-
-def _get(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _count_map(value: Any) -> dict[str, int] | None:
-    if not isinstance(value, Mapping):
-        return None
-    return {key: count for key, count in value.items() if isinstance(key, str) and _count(count) is not None}
 
 
 def _names(value: Any) -> list[str] | None:

@@ -38,6 +38,9 @@ from airflow_phi_guard.lineage.audit import (
 )
 from airflow_phi_guard.lineage.datasets import dataset_uri
 from airflow_phi_guard.lineage.facets import COLUMNS_FACET, POLICY_FACET
+from airflow_phi_guard.lineage.fields import field_at as _get
+from airflow_phi_guard.lineage.fields import list_of as _list
+from airflow_phi_guard.lineage.fields import text_of as _text
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 
 AuditAnswer = ModelAudit | list[ModelAudit] | ColumnAudit | WindowAudit
@@ -245,22 +248,6 @@ def _is_published(event: Mapping[str, Any]) -> bool:
 
 def _as_list(answer_: ModelAudit | list[ModelAudit]) -> list[ModelAudit]:
     return [answer_] if isinstance(answer_, ModelAudit) else list(answer_)
-
-
-def _get(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 # The layout: columns of boxes, nodes of one layer then the labels of the edges leaving it.
