@@ -390,6 +390,22 @@ class ExpectColumnValuesToContainNoIdentifiers(_ProductExpectation):
         }
 
 
+def _unexpected_counts_result(metric: dict[str, int]) -> dict[str, Any]:
+    """The result of a check whose metric counts unexpected values by kind beside the element and missing
+    counts: it succeeds when no kind has any; counts only, never a value."""
+    counts = dict(metric)
+    element_count, missing_count = counts.pop("element_count"), counts.pop("missing_count")
+    return {
+        "success": not any(counts.values()),
+        "result": {
+            "observed_value": sum(counts.values()),
+            "element_count": element_count,
+            "missing_count": missing_count,
+            "details": counts,
+        },
+    }
+
+
 class ExpectColumnValuesToBeValidZip3(_ProductExpectation):
     """Every value is a three-digit ZIP prefix that exists, and no restricted prefix of the vintage is kept.
 
@@ -417,17 +433,7 @@ class ExpectColumnValuesToBeValidZip3(_ProductExpectation):
     def _validate(
         self, metrics: dict, runtime_configuration: dict | None = None, execution_engine: Any = None
     ) -> dict[str, Any]:
-        counts = dict(metrics[ColumnZip3Counts.metric_name])
-        element_count, missing_count = counts.pop("element_count"), counts.pop("missing_count")
-        return {
-            "success": not any(counts.values()),
-            "result": {
-                "observed_value": sum(counts.values()),
-                "element_count": element_count,
-                "missing_count": missing_count,
-                "details": counts,
-            },
-        }
+        return _unexpected_counts_result(metrics[ColumnZip3Counts.metric_name])
 
 
 class ExpectColumnAgesToBeCapped(_ProductExpectation):
@@ -458,17 +464,7 @@ class ExpectColumnAgesToBeCapped(_ProductExpectation):
     def _validate(
         self, metrics: dict, runtime_configuration: dict | None = None, execution_engine: Any = None
     ) -> dict[str, Any]:
-        counts = dict(metrics[ColumnAgeCounts.metric_name])
-        element_count, missing_count = counts.pop("element_count"), counts.pop("missing_count")
-        return {
-            "success": not any(counts.values()),
-            "result": {
-                "observed_value": sum(counts.values()),
-                "element_count": element_count,
-                "missing_count": missing_count,
-                "details": counts,
-            },
-        }
+        return _unexpected_counts_result(metrics[ColumnAgeCounts.metric_name])
 
 
 class ExpectTableKAnonymityToBeAtLeast(_ProductExpectation):
