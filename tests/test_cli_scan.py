@@ -284,8 +284,8 @@ def _reviewed(draft: str) -> str:
     """A draft as its reviewer completes it: every justification written, the determination it claims
     recorded."""
     draft = draft.replace('justification: ""', 'justification: "reviewed"')
-    return draft.replace(
-        "  method: expert-determination\n",
-        "  method: expert-determination\n  expert_determination: "
-        '{expert: "A. Expert", determined: 2026-01-15, report: ED-1, expires: 2099-01-01}\n',
-    )
+    # the draft writes the determination's entries empty, for the reviewer to fill in
+    written = {"expert": '"A. Expert"', "determined": "2026-01-15", "report": "ED-1", "expires": "2099-01-01"}
+    for key, value in written.items():
+        draft = draft.replace(f'    {key}: ""\n', f"    {key}: {value}\n")
+    return draft

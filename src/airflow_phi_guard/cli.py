@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from airflow_phi_guard.lineage.build import RunLineage
     from airflow_phi_guard.phi.inventory import ScanReport
     from airflow_phi_guard.policy.models import Policy
+    from airflow_phi_guard.recipients.models import RecipientRegistry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ MANIFEST_KEY_VARIABLE = "PHI_GUARD_MANIFEST_KEY"
 #: The lineage archive's table when none is given (lineage.archive.DEFAULT_ARCHIVE_TABLE, spelled out so
 #: that this module stays cheap to import; a test holds the two equal).
 DEFAULT_ARCHIVE_TABLE = "phi_guard.lineage_events"
+
+RECIPIENTS_TABLE_HELP = "the recipient registry table of a database --recipients, schema.table"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,8 +108,26 @@ def _parser() -> argparse.ArgumentParser:
 
     apply = commands.add_parser("apply", help="govern a dataset under a policy and publish it, or refuse")
     apply.add_argument("--policy", required=True, type=Path, help="the policy file (YAML)")
-    apply.add_argument("--input", required=True, type=Path, help="the source dataset (Parquet or CSV)")
-    apply.add_argument("--output", required=True, type=Path, help="the governed Parquet file to publish")
+    apply.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        action="append",
+        help="the source dataset: a Parquet or CSV file, a folder of them (hive partitions become columns), "
+        "or a quoted glob pattern; repeat it to give a list of files",
+    )
+    apply.add_argument(
+        "--output", required=True, type=Path, help="the governed Parquet file (folder with --partition-by)"
+    )
+    apply.add_argument(
+        "--partition-by",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="publish --output as a folder hive-partitioned by this output column, outermost first; repeat "
+        "for nested folders. Folder names are outside the dataset: identifiers, pseudonyms, shifted dates "
+        "and kept text are refused",
+    )
     apply.add_argument(
         "--consent",
         help="the consent registry: a CSV or Parquet path or fsspec URL (memory://, file://, s3://...), "
@@ -126,11 +147,19 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--surrogate-mapping-table", help="the mapping table of a database, schema.table")
     apply.add_argument(
         "--recipients",
-        type=Path,
-        help="the recipient registry (YAML): the policy's recipient must be in it and fit for the output",
+        help="the recipient registry: a YAML file, or a SQLAlchemy URL with --recipients-table; the "
+        "policy's recipient must be in it and fit for the output",
     )
+    apply.add_argument("--recipients-table", help=RECIPIENTS_TABLE_HELP)
     apply.add_argument(
         "--trail", help="record the run in this audit trail: a JSONL file, or a PostgreSQL URL[#schema.table]"
+    )
+    apply.add_argument(
+        "--engine",
+        choices=("arrow", "spark"),
+        default="arrow",
+        help="arrow (default): one streaming pass in this process; spark: the same plan on Spark in local "
+        "mode (needs the spark extra and Java; one Parquet input; publishes a folder of parts)",
     )
     apply.set_defaults(run=_apply)
 
@@ -160,7 +189,11 @@ def _parser() -> argparse.ArgumentParser:
     assess.add_argument("--archive-table", help=f"the archive table, schema.table ({DEFAULT_ARCHIVE_TABLE})")
     assess.add_argument("--model", required=True, help="NAME or NAME:VERSION")
     assess.add_argument("--trail", help="the audit trail: a JSONL file, or a PostgreSQL URL[#schema.table]")
-    assess.add_argument("--recipients", type=Path, help="the recipient registry (YAML)")
+    assess.add_argument(
+        "--recipients",
+        help="the recipient registry: a YAML file, or a SQLAlchemy URL with --recipients-table",
+    )
+    assess.add_argument("--recipients-table", help=RECIPIENTS_TABLE_HELP)
     assess.add_argument("--format", choices=("text", "json", "html"), default="text")
     assess.add_argument("--output", type=Path, help="write it here; standard output when omitted")
     assess.set_defaults(run=_assess)
@@ -172,9 +205,10 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--destination", required=True, help="the URI or path the export would write to")
     gate.add_argument(
         "--recipients",
-        type=Path,
-        help="the recipient registry (YAML); PHI_GUARD_RECIPIENT_REGISTRY by default",
+        help="the recipient registry: a YAML file, or a SQLAlchemy URL with --recipients-table; "
+        "PHI_GUARD_RECIPIENT_REGISTRY by default",
     )
+    gate.add_argument("--recipients-table", help=RECIPIENTS_TABLE_HELP)
     gate.add_argument("--date", type=_iso_date, default=None, help="the run date, YYYY-MM-DD (today)")
     gate.add_argument("--format", choices=("text", "json"), default="text")
     gate.set_defaults(run=_gate)
@@ -271,6 +305,15 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--sample-rows", type=_positive_int, help="scan only the first N rows")
     init.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     init.set_defaults(run=_policy_init)
+    schema = policy_commands.add_parser(
+        "schema", help="print the JSON Schema of a policy file, for editors; or write or check a copy of it"
+    )
+    schema_target = schema.add_mutually_exclusive_group()
+    schema_target.add_argument("--output", type=Path, help="the file to write; standard output when omitted")
+    schema_target.add_argument(
+        "--check", type=Path, metavar="FILE", help="write nothing; exit 1 when FILE differs from the export"
+    )
+    schema.set_defaults(run=_policy_schema)
 
     expectations = commands.add_parser("expectations", help="Great Expectations suites from policies")
     expectations_commands = expectations.add_subparsers(required=True, metavar="COMMAND")
@@ -332,6 +375,22 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date in the form YYYY-MM-DD: {text!r}") from error
 
 
+def _govern_on_spark(
+    policy: Policy, source: object, arguments: argparse.Namespace, options: dict[str, object]
+) -> GovernanceResult:
+    """The run on Spark in local mode, with the options of the Arrow run."""
+    from airflow_phi_guard.engine.spark import govern_spark, local_session
+
+    return govern_spark(
+        policy,
+        source,
+        arguments.output,
+        spark=local_session(),
+        partition_by=arguments.partition_by,
+        **options,
+    )
+
+
 def _apply(arguments: argparse.Namespace, console: Console) -> int:
     from airflow_phi_guard.engine.executor import govern
     from airflow_phi_guard.policy.loader import load_policy
@@ -345,21 +404,27 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     if lineage:
         lineage.start()
 
+    options = {
+        "consent": _consent_source(arguments),
+        "as_of": as_of,
+        "pseudonym_key": key.encode() if key else None,
+        "manifest_key": manifest_key.encode() if manifest_key else None,
+        "date_shift_key": date_shift_key.encode() if date_shift_key else None,
+        "surrogate_mapping": _surrogate_mapping(arguments),
+        "trail": arguments.trail,
+        "recipients": _recipient_registry(arguments),
+    }
     try:
-        _require_input(arguments.input)
-        result = govern(
-            policy,
-            arguments.input,
-            arguments.output,
-            consent=_consent_source(arguments),
-            as_of=as_of,
-            pseudonym_key=key.encode() if key else None,
-            manifest_key=manifest_key.encode() if manifest_key else None,
-            date_shift_key=date_shift_key.encode() if date_shift_key else None,
-            surrogate_mapping=_surrogate_mapping(arguments),
-            trail=arguments.trail,
-            recipients=_recipient_registry(arguments.recipients),
-        )
+        if arguments.engine == "spark":
+            result = _govern_on_spark(policy, _source(arguments.input), arguments, options)
+        else:
+            result = govern(
+                policy,
+                _source(arguments.input),
+                arguments.output,
+                partition_by=arguments.partition_by,
+                **options,
+            )
         if arguments.report:
             result.write_report(arguments.report)
     except Exception:
@@ -380,6 +445,16 @@ def _apply(arguments: argparse.Namespace, console: Console) -> int:
     return EXIT_REFUSED
 
 
+def _source(inputs: list[Path]) -> Path | list[Path]:
+    """The source the ``--input`` arguments name: one path or glob pattern, or the list of files given."""
+    from airflow_phi_guard.engine.source import is_source_pattern
+
+    for path in inputs:
+        if not is_source_pattern(path):
+            _require_input(path)
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
 def _trail_verify(arguments: argparse.Namespace, console: Console) -> int:
     from airflow_phi_guard.trail.anchors import verify_trail
     from airflow_phi_guard.trail.store import open_trail
@@ -396,11 +471,29 @@ def _trail_verify(arguments: argparse.Namespace, console: Console) -> int:
     return EXIT_PUBLISHED if verification.intact else EXIT_REFUSED
 
 
-def _recipient_registry(path: Path | None) -> object:
-    """The registry ``--recipients`` names, or None."""
-    from airflow_phi_guard.recipients.registry import load_recipient_registry
+def _recipient_registry(
+    arguments: argparse.Namespace, *, location: str | None = None, require_file: bool = False
+) -> RecipientRegistry | None:
+    """The registry ``--recipients`` (with ``--recipients-table`` for a database) names, or None.
 
-    return load_recipient_registry(path) if path else None
+    :param arguments: the command's arguments.
+    :param location: the registry when ``--recipients`` is not given (an environment variable's value).
+    :param require_file: whether a missing YAML file is an I/O error, as for the command's other inputs.
+    """
+    from airflow_phi_guard.exceptions import RecipientRegistryError
+    from airflow_phi_guard.recipients.sql import read_recipient_registry
+
+    location = arguments.recipients or location
+    table = arguments.recipients_table
+    if not location:
+        if table:
+            raise RecipientRegistryError(
+                "--recipients-table", None, None, "needs --recipients, the URL of the database that holds it"
+            )
+        return None
+    if require_file and "://" not in location:
+        _require_input(Path(location))
+    return read_recipient_registry(location, table=table)
 
 
 def _gate(arguments: argparse.Namespace, console: Console) -> int:
@@ -408,13 +501,12 @@ def _gate(arguments: argparse.Namespace, console: Console) -> int:
     import json
 
     from airflow_phi_guard.recipients.gate import Release, decide
-    from airflow_phi_guard.recipients.registry import RECIPIENT_REGISTRY_VARIABLE, load_recipient_registry
+    from airflow_phi_guard.recipients.registry import RECIPIENT_REGISTRY_VARIABLE
 
-    registry_path = arguments.recipients or os.environ.get(RECIPIENT_REGISTRY_VARIABLE)
-    if not registry_path:
+    registry = _recipient_registry(arguments, location=os.environ.get(RECIPIENT_REGISTRY_VARIABLE))
+    if registry is None:
         _say("error:", f"give --recipients, or set {RECIPIENT_REGISTRY_VARIABLE}")
         return EXIT_USAGE
-    registry = load_recipient_registry(registry_path)
     _require_input(arguments.report)
     try:
         release = Release.from_report(json.loads(arguments.report.read_text(encoding="utf-8")))
@@ -450,12 +542,7 @@ def _assess(arguments: argparse.Namespace, console: Console) -> int:
     else:
         _require_input(arguments.events)
         events = audit.read_events(arguments.events)
-    registry = None
-    if arguments.recipients is not None:
-        from airflow_phi_guard.recipients.registry import load_recipient_registry
-
-        _require_input(arguments.recipients)
-        registry = load_recipient_registry(arguments.recipients)
+    registry = _recipient_registry(arguments, require_file=True)
     if arguments.trail is not None and "://" not in arguments.trail:
         _require_input(Path(arguments.trail))
     trail = open_trail(arguments.trail) if arguments.trail is not None else None
@@ -487,11 +574,9 @@ def _surrogate_mapping(arguments: argparse.Namespace) -> object:
         return Path(mapping)
     if not table:
         raise SurrogateMappingError(["a database --surrogate-mapping needs --surrogate-mapping-table"])
-    import sqlalchemy
-
     from airflow_phi_guard.deid.surrogate import SqlMappingStore
 
-    return SqlMappingStore(sqlalchemy.create_engine(mapping), table)
+    return SqlMappingStore.from_url(mapping, table)
 
 
 def _consent_source(arguments: argparse.Namespace) -> ConsentSource | None:
@@ -520,8 +605,7 @@ def _plan(arguments: argparse.Namespace, console: Console) -> int:
     from airflow_phi_guard.policy.loader import load_policy
 
     policy = load_policy(arguments.policy)
-    _require_input(arguments.input)
-    plan = make_plan(policy, open_source(arguments.input).schema)
+    plan = make_plan(policy, open_source(_source([arguments.input])).schema)
     table = Table(title=f"plan of policy {policy.name} v{policy.version} ({policy.digest[:19]})")
     for heading in ("source column", "identifier", "treatment", "output column"):
         table.add_column(heading)
@@ -726,6 +810,27 @@ def _scan(arguments: argparse.Namespace, console: Console) -> int:
     return EXIT_PUBLISHED
 
 
+def _policy_schema(arguments: argparse.Namespace, console: Console) -> int:
+    from airflow_phi_guard.policy import schema
+
+    if arguments.check is not None:
+        _require_input(arguments.check)
+        drifted = schema.schema_drift(arguments.check)
+        for line in drifted:
+            _say("drifted:", line)
+        if drifted:
+            _say("to fix:", f"phi-guard policy schema --output {arguments.check}")
+            return EXIT_ERROR
+        console.print(f"{arguments.check} matches the policy models")
+        return EXIT_PUBLISHED
+    if arguments.output is None:
+        sys.stdout.write(schema.policy_schema_text())
+        return EXIT_PUBLISHED
+    schema.write_policy_schema(arguments.output)
+    console.print(f"wrote {arguments.output}")
+    return EXIT_PUBLISHED
+
+
 def _policy_init(arguments: argparse.Namespace, console: Console) -> int:
     from airflow_phi_guard.engine.source import open_source
     from airflow_phi_guard.policy import draft
@@ -757,8 +862,7 @@ def _policy_init(arguments: argparse.Namespace, console: Console) -> int:
     say = console.print if output else Console(stderr=True, soft_wrap=True, markup=False).print
     say(
         f"draft policy {policy.name} {where}: {len(treatments)} column(s) ({summary}), "
-        f"method {policy.method}; write the {len(treatments)} justification(s), then check it with "
-        "`phi-guard plan`"
+        f"method {policy.method}; write {policy.to_write()}, then check it with `phi-guard plan`"
     )
     return EXIT_PUBLISHED
 
@@ -862,11 +966,15 @@ class _CliLineage:
         self._emit("START", self._start_lineage)
 
     def _start_lineage(self) -> RunLineage:
+        from airflow_phi_guard.engine.source import source_location
         from airflow_phi_guard.lineage.build import lineage_for_start
 
+        # The START event names the input even when it is missing, so that the FAIL event that follows has
+        # a run to close: the input is checked when the run reads it, not here.
+        inputs = self.arguments.input
         return lineage_for_start(
             self.policy,
-            input_path=self.arguments.input,
+            input_path=source_location(inputs[0] if len(inputs) == 1 else inputs),
             output_path=self.arguments.output,
             consent_registry=_consent_name(self.arguments),
             as_of=self.as_of,

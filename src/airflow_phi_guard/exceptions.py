@@ -101,6 +101,11 @@ class ReidentificationRiskError(PolicyViolationError):
     cannot be measured exactly."""
 
 
+class PartitionNotPermittedError(PolicyViolationError):
+    """An output column whose values must not name the folders of a partitioned output: an identifier, a
+    pseudonym, free text, or a column that is not in the output."""
+
+
 class ConsentRegistryError(PolicyViolationError):
     """The consent registry is missing, unreadable or malformed, so no record can be admitted."""
 
@@ -159,9 +164,31 @@ class RecipientNotPermittedError(PolicyViolationError):
 
 
 class RecipientRegistryError(FileKeyError):
-    """A recipient registry that cannot be used: unreadable, not YAML, an unknown key, a bad value."""
+    """A recipient registry that cannot be used: unreadable, not YAML, an unknown key, a bad value; or a
+    registry table that lacks columns or has malformed rows (named by column and count, never by value)."""
 
     subject = "recipient registry"
+
+
+class RecipientRegistryUnavailableError(PhiGuardError):
+    """The recipient registry's database could not be reached: a retry may heal it.
+
+    Nothing was judged, so nothing may be exported or sent. The driver's message is withheld, because
+    database drivers quote statements, parameters and rows in theirs.
+
+    :param source: the registry's display name, without a password.
+    :param cause: the class name of the underlying error.
+    """
+
+    retryable = True
+
+    def __init__(self, source: str, cause: str) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(
+            f"recipient registry {source} is unreachable ({cause}; the underlying message is withheld); "
+            "nothing was judged or sent; retry once it is reachable"
+        )
 
 
 class SubjectManifestError(PhiGuardError):
@@ -280,3 +307,16 @@ class DataProcessingError(PhiGuardError):
             f"{cause} while processing {source}; the underlying message is withheld because it may quote "
             f"cell values; {advice}"
         )
+
+
+class SourceDatasetError(PhiGuardError, ValueError):
+    """A source that cannot be read as one dataset, such as CSV and Parquet files mixed in one folder.
+
+    :param source: the path, pattern or folder given.
+    :param problem: what is wrong, and what to do about it.
+    """
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"source {source} {problem}")

@@ -68,6 +68,19 @@ class ColumnDecision(_Record):
     identifier: SafeHarborIdentifier | None = Field(description="Safe Harbor letter, A to R, or None.")
     treatment: Treatment
     declared: bool = Field(default=True, description="False for an input column the policy does not name.")
+    bands: tuple[int, ...] | None = Field(
+        default=None,
+        description="For age-band: the ages that start each band, as the policy declares them; the checks "
+        "of the published set derive the band labels from them.",
+    )
+    bottom: int | float | None = Field(
+        default=None,
+        description="For top-bottom-code: the lowest value published, as the policy declares it.",
+    )
+    top: int | float | None = Field(
+        default=None,
+        description="For top-bottom-code: the highest value published, as the policy declares it.",
+    )
 
 
 class Finding(_Record):

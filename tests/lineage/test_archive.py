@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from airflow_phi_guard import cli
 from airflow_phi_guard.cli import main
@@ -325,3 +326,147 @@ def archive_url(archive: LineageArchive) -> str:
 
 def table_name(archive: LineageArchive) -> str:
     return f"{archive.table.schema}.{archive.table.name}"
+
+
+# The index each select of a query shape is to go through, in order (the archive module's design):
+INDEXED_SHAPES = [
+    # a model's governance events by model, then their readers by input dataset
+    (ModelQuery("readmission-risk", "1"), ["model", "inputs"]),
+    # a column's governance runs by input dataset, the runs that wrote their sets by governed output, then
+    # their readers by input dataset (the dataset is the demo's extract, set in the test)
+    (ColumnQuery("extract", "ZIP"), ["inputs", "governed_outputs", "inputs"]),
+    # a window's governance events, and its readers of governed sets, by their partial time indexes, then
+    # the runs that wrote what those read by governed output
+    (
+        WindowQuery(parse_instant("2024-01-01"), parse_instant("2031-01-01")),
+        ["governance_time", "reader_time", "governed_outputs"],
+    ),
+]
+
+
+@pytest.fixture
+def crowded_archive(archive, demo, tmp_path):
+    """The demo's events among 6,000 others, analyzed: other models' governance runs (START and COMPLETE)
+    over their own extracts, and task events that read and wrote other datasets. On a table of a few pages
+    the planner rightly reads everything; with these rows its choices are those of a real archive."""
+    noise = []
+    for number in range(2000):
+        policy = {"model": {"name": f"other-{number % 50}", "version": "1"}, "verdict": "published"}
+        governed = {"namespace": "file", "name": f"/governed/other/{number}.parquet"}
+        columns = {"sourceDataset": {"namespace": "file", "name": f"/extracts/other-{number % 50}.parquet"}}
+        for event_type in ("START", "COMPLETE"):
+            noise.append(
+                _event(
+                    f"other-{number}",
+                    f"2025-{1 + number % 12:02d}-{1 + number % 28:02d}T10:00:00+00:00",
+                    eventType=event_type,
+                    run={"runId": f"other-{number}", "facets": {"phiGuard_policy": policy}},
+                    inputs=[{"namespace": "file", "name": f"/extracts/other-{number % 50}.parquet"}],
+                    outputs=[{**governed, "facets": {"phiGuard_columns": columns}}],
+                )
+            )
+        noise.append(
+            _event(
+                f"task-{number}",
+                f"2025-{1 + number % 12:02d}-{1 + number % 28:02d}T11:00:00+00:00",
+                inputs=[{"namespace": "file", "name": f"/raw/{number}"}],
+                outputs=[{"namespace": "file", "name": f"/derived/{number}"}],
+            )
+        )
+    archive.load([demo.events, _write(tmp_path / "crowd.jsonl", *noise)])
+    with archive._transaction() as connection:
+        connection.execute(sa.text(f"ANALYZE {archive.table.schema}.{archive.table.name}"))
+    return archive
+
+
+class TestIndexes:
+    """Each audit select goes through the indexes: its cost follows the events it needs, not the archive.
+
+    Plans are taken as the archive takes them, with sequential scans priced out (``benchmarks/audit_scale.py``
+    measures the same at up to a million events).
+    """
+
+    @staticmethod
+    def _selects(archive: LineageArchive, query) -> list[tuple[str, object]]:
+        captured = []
+
+        def capture(connection, cursor, statement, parameters, context, executemany) -> None:
+            if statement.lstrip().upper().startswith("SELECT"):
+                captured.append((statement, parameters))
+
+        sa.event.listen(archive._engine, "before_cursor_execute", capture)
+        try:
+            archive.events_for(query)
+        finally:
+            sa.event.remove(archive._engine, "before_cursor_execute", capture)
+        return captured
+
+    @staticmethod
+    def _scans(archive: LineageArchive, statement: str, parameters: object) -> list[tuple[str, str | None]]:
+        """(node type, index name) of every scan of the plan."""
+        scans = []
+
+        def walk(node: dict) -> None:
+            if "Scan" in node["Node Type"]:
+                scans.append((node["Node Type"], node.get("Index Name")))
+            for child in node.get("Plans", []):
+                walk(child)
+
+        with archive._engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+            walk(cursor.fetchone()[0][0]["Plan"])
+            connection.rollback()
+        return scans
+
+    @pytest.mark.parametrize(("query", "indexes"), INDEXED_SHAPES, ids=lambda value: repr(value)[:40])
+    def test_every_select_of_a_query_shape_uses_its_indexes(self, crowded_archive, demo, query, indexes):
+        if isinstance(query, ColumnQuery):
+            query = ColumnQuery(f"file://{demo.extract}", "ZIP")
+        prefix = f"{crowded_archive.table.name}_"
+        used = []
+        for statement, parameters in self._selects(crowded_archive, query):
+            scans = self._scans(crowded_archive, statement, parameters)
+            assert [node for node, _index in scans if node == "Seq Scan"] == [], statement
+            used.append({index.removeprefix(prefix) for _node, index in scans if index})
+        assert used == [{index} for index in indexes]
+
+    def test_a_window_reads_no_event_that_read_nothing_governed(self, demo_archive):
+        # the noise's task events completed in January 2025 and read and wrote datasets no run governed
+        events = demo_archive.events_for(
+            WindowQuery(parse_instant("2025-01-01"), parse_instant("2025-12-31", end=True))
+        )
+        assert events == []
+
+    def test_a_reader_archived_before_the_run_it_read_is_found_by_the_window(self, archive, demo, tmp_path):
+        logged = read_events(demo.events)
+        training = [event for event in logged if event["run"]["runId"] == demo.training_run]
+        first = _write(tmp_path / "training.jsonl", *training)
+        rest = _write(tmp_path / "rest.jsonl", *[event for event in logged if event not in training])
+        archive.load([first])
+        archive.load([rest])
+
+        query = WindowQuery(parse_instant(TRAINING_TIME), None)
+        audit = answer(archive, query)
+        assert audit == answer(EventLogSource((first, rest)), query)
+        # the training run read the demo model's governed set, so it reached that model in the window
+        (model,) = audit.models
+        assert model.model.name == "readmission-risk"
+        assert [(run.run_id, run.role) for run in model.runs] == [(demo.training_run, "consumer")]
+
+
+def test_an_archive_from_before_reads_governed_is_upgraded_by_its_next_load(archive, demo):
+    """A table archived before the column existed: the audit says to load into it, a load (of a log it
+    already holds) upgrades it, and the window then answers as from the log."""
+    archive.load([demo.events])
+    with archive._transaction() as connection:
+        connection.execute(sa.text(f"ALTER TABLE {table_name(archive)} DROP COLUMN reads_governed"))
+    query = WindowQuery(parse_instant(TRAINING_TIME), None)
+    with pytest.raises(LineageArchiveError, match="load any event log into it"):
+        archive.events_for(query)
+
+    summary = archive.load([demo.events])
+    assert summary.added == 0
+    assert answer(archive, query) == answer(EventLogSource((demo.events,)), query)
+    assert demo.training_run in {run.run_id for run in answer(archive, query).models[0].runs}

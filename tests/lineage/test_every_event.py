@@ -15,6 +15,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from openlineage.client.event_v2 import RunState
 
+from airflow_phi_guard.operators.inference import BatchInferenceOperator
 from airflow_phi_guard.operators.quality import GovernedDatasetValidationOperator
 from tests.lineage.openlineage_validation import run_event, validate_event, validate_event_lines
 from tests.operators.conftest import make_policy_operator
@@ -44,10 +45,51 @@ KINDS = {
         "phiGuard_consent",
         "phiGuard_deidentification",
     },
+    ("airflow-validation", "passed", "START"): set(),
     ("airflow-validation", "passed", "COMPLETE"): set(),
     ("airflow-validation", "failed", "FAIL"): set(),
     ("airflow-validation", "could-not-run", "FAIL"): set(),
+    ("airflow-inference", "scored", "START"): set(),
+    ("airflow-inference", "scored", "COMPLETE"): {"phiGuard_trail"},
+    ("airflow-inference", "failed", "START"): set(),
+    ("airflow-inference", "failed", "FAIL"): set(),
 }
+
+
+def _score(input_path: str, output_path: str) -> int:
+    """A model that scores by age; it reads only AGE."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ages = pq.read_table(input_path, columns=["AGE"])["AGE"].to_pylist()
+    pq.write_table(pa.table({"score": [age / 100 for age in ages]}), output_path)
+    return len(ages)
+
+
+def _broken_model(input_path: str, output_path: str) -> int:
+    raise RuntimeError("the model server went away")
+
+
+def _inference_operator(folder: Path, score) -> BatchInferenceOperator:
+    """A batch over a set whose key column holds the canaries, as a governed set never would."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir()
+    source = folder / "governed.parquet"
+    pq.write_table(pa.table({"PATIENT_KEY": list(CANARIES), "AGE": [40, 72]}), source)
+    model = folder / "model.joblib"
+    model.write_bytes(b"not really a model")
+    return BatchInferenceOperator(
+        task_id="score",
+        model_name="readmission-risk",
+        model_version="1",
+        input_path=str(source),
+        output_path=str(folder / "scores.parquet"),
+        trail_path=str(folder / "audit-trail.jsonl"),
+        model_path=str(model),
+        score=score,
+    )
 
 
 def _materials(tmp_path: Path, **source_options) -> PhiPolicyMaterials:
@@ -152,6 +194,9 @@ def events_by_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[tupl
         )
 
     passed = validation(published.report_path, "passed")
+    found[("airflow-validation", "passed", "START")] = _airflow_event(
+        passed.get_openlineage_facets_on_start(), RunState.START, "dag.validate"
+    )
     passed.execute(context={})
     found[("airflow-validation", "passed", "COMPLETE")] = _airflow_event(
         passed.get_openlineage_facets_on_complete(None), RunState.COMPLETE, "dag.validate"
@@ -176,6 +221,24 @@ def events_by_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[tupl
         broken.execute(context={})
     found[("airflow-validation", "could-not-run", "FAIL")] = _airflow_event(
         broken.get_openlineage_facets_on_failure(None), RunState.FAIL, "dag.validate"
+    )
+
+    scored = _inference_operator(tmp_path / "inference", _score)
+    found[("airflow-inference", "scored", "START")] = _airflow_event(
+        scored.get_openlineage_facets_on_start(), RunState.START, "dag.score"
+    )
+    scored.execute(context={"run_id": "manual__2026-12-01"})
+    found[("airflow-inference", "scored", "COMPLETE")] = _airflow_event(
+        scored.get_openlineage_facets_on_complete(None), RunState.COMPLETE, "dag.score"
+    )
+    failed_batch = _inference_operator(tmp_path / "inference-failed", _broken_model)
+    found[("airflow-inference", "failed", "START")] = _airflow_event(
+        failed_batch.get_openlineage_facets_on_start(), RunState.START, "dag.score"
+    )
+    with pytest.raises(RuntimeError):
+        failed_batch.execute(context={"run_id": "manual__2026-12-01"})
+    found[("airflow-inference", "failed", "FAIL")] = _airflow_event(
+        failed_batch.get_openlineage_facets_on_failure(None), RunState.FAIL, "dag.score"
     )
     return found
 
@@ -238,6 +301,58 @@ def test_the_key_facets_of_start_are_those_of_complete(events_by_kind):
             assert start_output["facets"][key] == complete_output["facets"][key], (emitter, key)
 
 
+def _identity(dataset: dict) -> tuple[str, str]:
+    return dataset["namespace"], dataset["name"]
+
+
+def test_the_validation_s_start_names_its_set_and_data_docs(events_by_kind):
+    """The validation's START names the set it validates, and links the suite's Data Docs, as COMPLETE
+    does; the assertions come only once they were evaluated."""
+    (start,) = events_by_kind[("airflow-validation", "passed", "START")]["inputs"]
+    (complete,) = events_by_kind[("airflow-validation", "passed", "COMPLETE")]["inputs"]
+    assert _identity(start) == _identity(complete)
+    suite = complete["facets"]["documentation"]["description"].split(";")[0]
+    assert start["facets"]["documentation"]["description"].split(";")[0] == suite
+    assert "Data Docs: <" in start["facets"]["documentation"]["description"]
+    assert "dataQualityAssertions" not in (start.get("inputFacets") or {})
+
+
+def test_the_inference_s_events_name_the_model_the_input_and_the_trail(events_by_kind, tmp_path):
+    """START already names the model and the set it scores (the key datasets); COMPLETE adds the
+    predictions and the trail record of the batch; a failed batch writes no predictions."""
+    start = events_by_kind[("airflow-inference", "scored", "START")]
+    complete = events_by_kind[("airflow-inference", "scored", "COMPLETE")]
+    model, scored = (tmp_path / "inference" / name for name in ("model.joblib", "governed.parquet"))
+    assert [_identity(dataset) for dataset in start["inputs"]] == [
+        ("file", str(model)),
+        ("file", str(scored)),
+    ]
+    assert [_identity(dataset) for dataset in complete["inputs"]] == [
+        _identity(dataset) for dataset in start["inputs"]
+    ]
+    assert [_identity(dataset) for dataset in complete["outputs"]] == [
+        ("file", str(tmp_path / "inference" / "scores.parquet"))
+    ]
+    # the trail's first record is this batch's
+    assert complete["run"]["facets"]["phiGuard_trail"]["sequence"] == 1
+    failed = events_by_kind[("airflow-inference", "failed", "FAIL")]
+    assert failed["outputs"] == []
+    assert _identity(failed["inputs"][0]) == (
+        "file",
+        str(tmp_path / "inference-failed" / "model.joblib"),
+    )
+
+
+def test_the_failed_batch_s_fail_names_its_trail_record(events_by_kind, tmp_path):
+    """FAIL carries what the run decided before it failed: the batch's record (verdict failed) is in the
+    trail, so the event names it."""
+    trail = (tmp_path / "inference-failed" / "audit-trail.jsonl").read_text(encoding="utf-8").splitlines()
+    (record,) = [json.loads(line) for line in trail]
+    assert record["verdict"] == "failed"
+    facet = events_by_kind[("airflow-inference", "failed", "FAIL")]["run"]["facets"]["phiGuard_trail"]
+    assert (facet["sequence"], facet["digest"]) == (record["sequence"], record["digest"])
+
+
 def test_the_demo_s_events_validate(demo_lineage):
     """The demo policy's runs (surrogate codes, ZIP3, Safe Harbor with risk) and the lite policy's; the log
     also holds hand-written Airflow events with deliberately foreign facets, which are not the product's."""
@@ -249,3 +364,26 @@ def test_the_demo_s_events_validate(demo_lineage):
         validate_event(event)
     assert [event["eventType"] for event in ours] == ["START", "COMPLETE"] * 2
     assert all(event["run"]["facets"]["phiGuard_deidentification"]["risk"] for event in ours[1::2])
+
+
+def test_a_validation_start_without_a_readable_report_names_nothing_and_quotes_nothing(
+    tmp_path, caplog, capsys
+):
+    """Lineage never fails the task: a report that cannot be read gives a START without datasets, and the
+    warning names the report and the error's class, never the report's content. (Airflow 3's ``self.log``
+    prints unless a task runner routes it, so the output is read with the logging records.)"""
+    report = tmp_path / "report.json"
+    report.write_text('{"policy": "' + CANARIES[0] + '"', encoding="utf-8")
+    operator = GovernedDatasetValidationOperator(
+        task_id="validate",
+        report_path=str(report),
+        data_docs_dir=str(tmp_path / "data-docs"),
+        gx_project_dir=str(tmp_path / "gx"),
+    )
+    with caplog.at_level("WARNING"):
+        lineage = operator.get_openlineage_facets_on_start()
+    assert (lineage.inputs, lineage.outputs, lineage.run_facets) == ([], [], {})
+    captured = capsys.readouterr()
+    logged = caplog.text + captured.out + captured.err
+    assert str(report) in logged and "ValidationError" in logged
+    assert CANARIES[0] not in logged

@@ -135,6 +135,31 @@ def test_a_dag_folder_is_judged_when_parsed(dag_folder: Path, policy: str, outle
         assert errors == []
 
 
+@pytest.mark.parametrize(("policy", "refused"), [("expert.yaml", True), ("readmission_risk.yaml", False)])
+def test_a_relative_policy_path_is_read_from_the_policy_folder(
+    dag_folder: Path, monkeypatch: pytest.MonkeyPatch, policy: str, refused: bool
+):
+    # The operator reads a relative policy_path from [phi_guard] policy_folder; the cluster policy must
+    # judge the same file: the Safe Harbor policy's set may go to the vendor without a BAA, the expert
+    # determination's may not, for want of an agreement (not because the file could not be read).
+    folder = dag_folder.parent / "policies"
+    folder.mkdir()
+    (folder / "expert.yaml").write_text((dag_folder.parent / "expert.yaml").read_text())
+    (folder / "readmission_risk.yaml").write_text(SAFE_HARBOR_POLICY.read_text())
+    monkeypatch.setenv("AIRFLOW__PHI_GUARD__POLICY_FOLDER", str(folder))
+    write_dag(dag_folder, "export_dag", Path(policy), "s3://no-baa-vendor/export/set.parquet")
+
+    bag = DagBag(dag_folder=str(dag_folder))
+
+    assert ("export_dag" not in bag.dags) is refused
+    if refused:
+        (error,) = bag.import_errors.values()
+        assert "agreement: none" in error
+        assert "cannot be read" not in error
+    else:
+        assert bag.import_errors == {}
+
+
 def test_an_inlet_names_its_policy_in_its_extra(dag_folder: Path):
     policy = dag_folder.parent / "expert.yaml"
     (dag_folder / "by_extra.py").write_text(EXTRA_DAG_FILE % {"policy": policy})

@@ -1,10 +1,12 @@
 """The draft policy of ``phi-guard policy init``: the issue's treatment per identifier, a method consistent
-with the treatments, the subject column, a file that refuses to load until every justification is
-written, and, once written, a policy that loads and that the plan accepts.
+with the treatments, the subject column, a file that refuses to load until every justification (and the
+expert determination it claims) is written, and, once written, a policy that loads and that the plan
+accepts.
 
 Expected treatments come from the issue ("direct identifiers dropped, birth dates to age or birth-year,
 other dates to year, ZIP to zip3, keys pseudonymised, the rest kept") and REGULATORY.md (a keyed pseudonym
-is no 164.514(c) code, so output that keeps one is not Safe Harbor).
+is no 164.514(c) code, so output that keeps one is not Safe Harbor; an expert determination,
+164.514(b)(1), is recorded by the expert, the date, the report reference and its expiry).
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ def _draft(schema: pa.Schema, **hits: list[DetectorHit]) -> PolicyDraft:
     return draft_policy(_report(schema, hits), schema)
 
 
-#: What a reviewer adds to a draft that claims expert determination: the determination it rests on.
-DETERMINATION = """\
-  method: expert-determination
-  expert_determination: {expert: "A. Expert, PhD", determined: 2026-01-15, report: ED-1, expires: 2099-01-01}
-"""
+#: What a reviewer writes into the empty entries of a draft's expert determination, from the report.
+DETERMINATION = {
+    "expert": '"A. Expert, PhD (biostatistics)"',
+    "determined": "2026-01-15",
+    "report": "ED-2026-001",
+    "expires": "2099-01-01",
+}
 
 
 def _filled(text: str) -> str:
@@ -60,10 +64,12 @@ def _filled(text: str) -> str:
     return _recorded(text.replace('justification: ""', 'justification: "written by the reviewer"'))
 
 
-def _recorded(text: str) -> str:
-    # Known shortcoming of policy/draft.py: a draft that claims expert determination writes no
-    # `expert_determination` block to fill in, so a reviewer must add it; the draft should write one.
-    return text.replace("  method: expert-determination\n", DETERMINATION)
+def _recorded(text: str, *, leave_empty: str | None = None) -> str:
+    """The draft with the entries of its expert determination written, but for ``leave_empty``."""
+    for key, value in DETERMINATION.items():
+        if key != leave_empty:
+            text = text.replace(f'    {key}: ""\n', f"    {key}: {value}\n")
+    return text
 
 
 @pytest.mark.parametrize(
@@ -252,6 +258,98 @@ class TestTheFile:
         schema = pa.schema([("PATIENT", pa.string())])
         policy = parse_policy(_filled(draft_policy(_report(schema), schema, **{option: value}).to_yaml()))
         assert getattr(policy, option) == value
+
+
+class TestTheExpertDetermination:
+    """A draft that claims expert determination (164.514(b)(1)) carries the record the method needs, empty,
+    so that it cannot load before the covered entity writes its expert's determination into it."""
+
+    @pytest.fixture
+    def text(self) -> str:
+        schema = pa.schema([("PATIENT", pa.string()), ("BIRTHDATE", pa.date32())])
+        draft = _draft(schema)
+        assert draft.method is EXPERT_DETERMINATION
+        return draft.to_yaml().replace('justification: ""', 'justification: "written by the reviewer"')
+
+    def test_the_block_holds_the_four_records_of_the_rule_empty(self, text):
+        # REGULATORY.md: the policy records the expert, the date, the report reference and its expiry.
+        lines = text.splitlines()
+        start = lines.index("  expert_determination:")
+        entries = [
+            line for line in lines[start + 1 :] if line.startswith("    ") and not line.startswith("    #")
+        ]
+        assert entries == ['    expert: ""', '    determined: ""', '    report: ""', '    expires: ""']
+        assert lines[start - 1].startswith("  #")  # explained where it is written
+        assert lines.index("  method: expert-determination") < start
+
+    @pytest.mark.parametrize(
+        "empty",
+        [
+            # each record the rule asks for, left unwritten, keeps the draft from loading
+            "expert",
+            "determined",
+            "report",
+            "expires",
+        ],
+    )
+    def test_it_does_not_load_while_one_entry_is_empty(self, text, empty):
+        recorded = _recorded(text, leave_empty=empty)
+
+        with pytest.raises(PolicyError) as raised:
+            parse_policy(recorded, "draft.yaml")
+
+        assert raised.value.key == f"deidentification.expert_determination.{empty}"
+        line = next(number for number, line in enumerate(recorded.splitlines(), 1) if f"    {empty}:" in line)
+        assert raised.value.line == line
+
+    def test_written_it_loads_with_the_determination(self, text):
+        determination = parse_policy(_recorded(text)).deidentification.expert_determination
+
+        assert determination is not None
+        assert determination.model_dump(mode="json") == {
+            "expert": "A. Expert, PhD (biostatistics)",
+            "determined": "2026-01-15",
+            "report": "ED-2026-001",
+            "expires": "2099-01-01",
+        }
+
+    @pytest.mark.parametrize(
+        ("key", "needs"),
+        [
+            ("expert", "qualification"),
+            ("determined", "YYYY-MM-DD"),
+            ("report", "document id or location"),
+            ("expires", "YYYY-MM-DD"),
+        ],
+    )
+    def test_the_comment_above_each_entry_says_what_it_needs(self, text, key, needs):
+        lines = text.splitlines()
+        index = lines.index(f'    {key}: ""')
+        comment = []
+        while lines[index - 1].startswith("    # "):
+            index -= 1
+            comment.insert(0, lines[index].removeprefix("    # "))
+        assert needs in " ".join(comment)
+
+    def test_the_comment_on_expires_tells_the_truth_about_deleting_it(self, text):
+        # The model takes a determination without an end; the comment allows deleting the line for that.
+        without_expiry = "\n".join(line for line in _recorded(text).splitlines() if "expires:" not in line)
+        assert "Delete the line only when the determination sets no end" in " ".join(
+            line.removeprefix("    # ") for line in text.splitlines()
+        )
+        assert parse_policy(without_expiry).deidentification.expert_determination.expires is None
+
+    def test_the_header_names_it(self, text):
+        header = text.split("\nname:")[0]
+        assert "`expert_determination`" in header
+        assert "164.514(b)(1)" in header
+
+    def test_a_safe_harbor_draft_has_none(self):
+        # The model refuses an expert determination under another method, so none is written.
+        draft = _draft(pa.schema([("BIRTHDATE", pa.date32()), ("mrn", pa.string())]))
+        assert draft.method is SAFE_HARBOR
+        assert "expert_determination" not in draft.to_yaml()
+        assert "expert determination" not in draft.to_write()
 
 
 @pytest.mark.parametrize("table", ["patients", "encounters", "conditions"])

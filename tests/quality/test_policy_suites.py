@@ -176,3 +176,56 @@ def test_a_suite_file_of_another_policy_digest_is_refused(tmp_path):
             gx_project_dir=tmp_path / "gx",
             suite_path=_suite_file(tmp_path, report, "sha256:other"),
         )
+
+
+def _load_dag_module(name: str):
+    import importlib.util
+
+    specification = importlib.util.spec_from_file_location(name, REPO / "dags" / f"{name}.py")
+    assert specification is not None and specification.loader is not None
+    module = importlib.util.module_from_spec(specification)
+    specification.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_suites_pass_on_the_demo_output(tmp_path):
+    # Each demo policy governs the bundled Synthea extract as the example DAG does; the set it publishes
+    # must pass the committed suite of its policy, with the parameters of its report.
+    from datetime import date
+
+    from airflow_phi_guard.engine.executor import govern
+    from tests.conftest import SYNTHEA
+
+    extract = _load_dag_module("demo_extract").write_encounter_extract(SYNTHEA, tmp_path / "extract.parquet")
+    registry = tmp_path / "consent.csv"
+    _load_dag_module("demo_consent").write_demo_consent_registry(SYNTHEA / "patients.csv", registry)
+    assert len(POLICIES) == 2
+
+    for path in POLICIES:
+        policy = load_policy(path)
+        output = tmp_path / f"{policy.name}.parquet"
+        result = govern(
+            policy,
+            extract,
+            output,
+            consent=registry,
+            as_of=date(2026, 12, 1),
+            pseudonym_key=b"p" * 32,
+            date_shift_key=b"d" * 32,
+            surrogate_mapping=tmp_path / "private" / "surrogate-mapping.parquet",
+        )
+        assert result.report.published, result.refusals
+
+        summary = validate_governed_dataset(
+            output,
+            result.report,
+            suite_name=policy.name,
+            data_docs_dir=tmp_path / "docs",
+            gx_project_dir=tmp_path / "gx",
+            suite_path=suite_path(REPO / "expectations", policy),
+        )
+
+        assert summary.success, (policy.name, summary.failures)
+        assert summary.statistics.evaluated == len(
+            load_suite(suite_path(REPO / "expectations", policy)).specs
+        )

@@ -517,13 +517,41 @@ def test_row_groups_are_validated_one_at_a_time_and_added_up(tmp_path, gx_dirs):
 def test_the_row_groups_are_read_one_at_a_time(tmp_path):
     import pyarrow.dataset as ds
 
-    from airflow_phi_guard.quality.validate import _row_groups
+    from airflow_phi_guard.quality.validate import _batches
 
     pq.write_table(pa.table({"A": list(range(10))}), tmp_path / "a.parquet", row_group_size=3)
 
-    sizes = [batch.num_rows for batch in _row_groups(ds.dataset(tmp_path / "a.parquet", format="parquet"))]
+    sizes = [batch.num_rows for batch in _batches(ds.dataset(tmp_path / "a.parquet", format="parquet"))]
 
     assert sizes == [3, 3, 3, 1]
+
+
+def test_a_file_of_one_huge_row_group_is_read_in_bounded_slices(tmp_path):
+    import pyarrow.dataset as ds
+
+    from airflow_phi_guard.quality.validate import _batches
+
+    table = pa.table({"A": list(range(10))})
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=10)
+    assert pq.ParquetFile(tmp_path / "a.parquet").num_row_groups == 1
+
+    batches = list(_batches(ds.dataset(tmp_path / "a.parquet", format="parquet"), batch_rows=4))
+
+    assert [batch.num_rows for batch in batches] == [4, 4, 2]
+    assert pa.concat_tables(batches).equals(table)
+
+
+def test_an_empty_file_is_one_empty_batch_with_the_schema(tmp_path):
+    import pyarrow.dataset as ds
+
+    from airflow_phi_guard.quality.validate import _batches
+
+    schema = pa.schema([("A", pa.int64())])
+    pq.write_table(schema.empty_table(), tmp_path / "a.parquet")
+
+    batches = list(_batches(ds.dataset(tmp_path / "a.parquet", format="parquet")))
+
+    assert [(batch.num_rows, batch.schema) for batch in batches] == [(0, schema)]
 
 
 def test_the_suite_page_shows_the_runs_consent_counts(tmp_path, gx_dirs):

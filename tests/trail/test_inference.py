@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from airflow_phi_guard.recipients import parse_recipient_registry
 from airflow_phi_guard.trail.anchors import verify_trail
 from airflow_phi_guard.trail.fingerprint import dataset_fingerprint
 from airflow_phi_guard.trail.inference import inference_audit
@@ -16,6 +18,19 @@ from airflow_phi_guard.trail.store import JsonlTrail
 from tests.lineage.openlineage_validation import validate_event
 
 CANARY_SUBJECT = "CANARY-SUBJ-7781"
+
+#: A vendor whose business associate agreement permits inference on PHI through 2026.
+ACME_REGISTRY = parse_recipient_registry(
+    """
+recipients:
+  acme-ai:
+    name: Acme AI
+    destinations: [https://api.acme-ai.example]
+    region: us-east-1
+    baa: {id: BAA-ACME-1, signed: 2026-01-01, effective: 2026-01-01, expires: 2027-01-01,
+          permitted_uses: [inference], data: phi}
+"""
+)
 CANARY_SSN = "999-77-8812"
 
 
@@ -50,11 +65,21 @@ def test_a_batch_is_recorded_with_fingerprints_identifier_columns_and_counts(tmp
     trail, output, events = tmp_path / "trail.jsonl", tmp_path / "scores.parquet", tmp_path / "events.jsonl"
 
     with inference_audit(
-        "readmission-risk", "1", scored_input, trail=trail, output=output, events=events, recipient="acme-ai"
+        "readmission-risk",
+        "1",
+        scored_input,
+        trail=trail,
+        output=output,
+        events=events,
+        recipient="acme-ai",
+        recipients=ACME_REGISTRY,
+        run_date=date(2026, 6, 1),
     ) as batch:
         batch.rows_out = _score(scored_input, output)
 
-    (record,) = [json.loads(line) for line in trail.read_text(encoding="utf-8").splitlines()]
+    # the vendor's gate decision first (tests/recipients/test_inference_gate.py), then the batch
+    gate, record = [json.loads(line) for line in trail.read_text(encoding="utf-8").splitlines()]
+    assert (gate["kind"], gate["verdict"]) == ("gate-decision", "passed")
     assert record["kind"] == "inference"
     assert record["verdict"] == "logged"
     assert record["details"]["model"] == "readmission-risk"
@@ -73,7 +98,7 @@ def test_a_batch_is_recorded_with_fingerprints_identifier_columns_and_counts(tmp
     assert names[0] == "model:readmission-risk/1"  # the model is an input
     assert names[1].endswith("governed.parquet")
     assert complete["outputs"][0]["name"].endswith("scores.parquet")
-    assert complete["run"]["facets"]["phiGuard_trail"]["sequence"] == 1
+    assert complete["run"]["facets"]["phiGuard_trail"]["sequence"] == 2
     assert complete["run"]["facets"]["phiGuard_trail"]["digest"] == record["digest"]
     validate_event(complete)
     assert verify_trail(JsonlTrail(trail), [events]).intact

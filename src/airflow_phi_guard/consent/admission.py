@@ -413,6 +413,45 @@ class ConsentAdmission:
         counts = {reason: int(by_code[_CODE[reason]]) for reason in _REASONS if by_code[_CODE[reason]]}
         return pa.array(admitted, pa.bool_()), counts
 
+    def join_table(self) -> pa.Table:
+        """The registry's subjects for admission by a join instead of :meth:`admit`: the normalised id
+        (``subject``), its position (``position``) for :meth:`admit_joined`, and whether it is admitted
+        (``admitted``). PHI, keep it in."""
+        return pa.table(
+            {
+                "subject": self._subject_ids,
+                "position": pa.array(np.arange(len(self._subject_ids), dtype=np.int64)),
+                "admitted": pa.array(self._codes == _ADMITTED, pa.bool_()),
+            }
+        )
+
+    def admit_joined(
+        self, positions: np.ndarray, rows: np.ndarray, *, unmatched_rows: int, blank_rows: int
+    ) -> dict[ExclusionReason, int]:
+        """Add to the counts rows that a join with :meth:`join_table` admitted, as :meth:`admit` would.
+
+        :param positions: registry positions that occurred, each once.
+        :param rows: how many rows of the dataset had the subject at the same place of ``positions``.
+        :param unmatched_rows: rows with an id the registry does not hold.
+        :param blank_rows: rows without an id (missing, or blank once normalised).
+        :returns: the number of excluded rows per reason, like :meth:`admit`.
+        """
+        positions = np.asarray(positions, dtype=np.intp)
+        rows = np.asarray(rows, dtype=np.int64)
+        codes = self._codes[positions]
+        admitted = codes == _ADMITTED
+
+        self._seen[positions] = True
+        self._rows_matched += int(rows.sum())
+        by_code = np.bincount(codes, weights=rows, minlength=len(_REASONS) + 1).astype(np.int64)
+        by_code[_CODE[ExclusionReason.NO_RECORD]] += unmatched_rows
+        by_code[_CODE[ExclusionReason.NO_SUBJECT_ID]] += blank_rows
+        self._rows_by_code += by_code
+        self._rows_by_rank += np.bincount(
+            self._ranks[positions[admitted]], weights=rows[admitted], minlength=len(self.bases_in_order)
+        )[: len(self.bases_in_order)].astype(np.int64)
+        return {reason: int(by_code[_CODE[reason]]) for reason in _REASONS if by_code[_CODE[reason]]}
+
     def counts(self) -> AdmissionCounts:
         """The counts accumulated by :meth:`admit` so far."""
         admitted = self._seen & (self._codes == _ADMITTED)

@@ -38,13 +38,13 @@ import pyarrow.compute as pc
 from airflow_phi_guard.consent.registry import PURPOSE_SEPARATOR, ConsentRegistry, registry_from_table
 from airflow_phi_guard.exceptions import ConsentRegistryError, ConsentRegistryUnavailableError
 
+# Re-exported: the one redactor of URLs, also for what imports it from here.
+from airflow_phi_guard.sql import redact_url as redact_url
+
 _CSV_SUFFIXES = (".csv",)
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 #: FHIR R4 Consent resources, one per line (bulk export), read by consent/fhir.py.
 _FHIR_SUFFIXES = (".ndjson", ".ndjson.gz")
-
-#: URL query parameters are dropped from display names: a driver or a store may take a secret there.
-_REDACTED = "***"
 
 
 @runtime_checkable
@@ -127,24 +127,6 @@ def refuse_empty(registry: ConsentRegistry) -> ConsentRegistry:
             ]
         )
     return registry
-
-
-def redact_url(text: str) -> str:
-    """A URL fit to be shown: its password replaced by ``***`` and its query and fragment dropped.
-
-    Text that is not a URL is returned as it is.
-
-    :param text: a URL such as ``postgresql+psycopg://user:secret@host/db?sslpassword=x``.
-    """
-    if not (_is_url(text) or is_database_url(text)):
-        return text
-    parts = urllib.parse.urlsplit(text)
-    netloc = parts.netloc
-    if "@" in netloc:
-        user_info, _, host = netloc.rpartition("@")
-        user = user_info.partition(":")[0]
-        netloc = f"{user}:{_REDACTED}@{host}" if ":" in user_info else f"{user}@{host}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def is_database_url(text: str) -> bool:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,8 +46,19 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_phi_guard.consent.registry import REGISTRY_COLUMNS, ConsentRegistry, registry_from_table
-from airflow_phi_guard.consent.sources import redact_url, refuse_empty, split_purposes
+from airflow_phi_guard.consent.sources import refuse_empty, split_purposes
 from airflow_phi_guard.exceptions import ConsentRegistryError, ConsentRegistryUnavailableError
+from airflow_phi_guard.sql import (
+    TABLE_STATE_PROBLEMS,
+    DatabaseLocation,
+    close_quietly,
+    error_cause,
+    is_unavailable,
+    open_database,
+    quoted_table,
+    sqlstate,
+    table_parts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,47 +70,12 @@ DEFAULT_BATCH_ROWS = 50_000
 # the issue's 10 million. An ADBC driver (adbc-driver-postgresql) would fetch Arrow batches directly; it
 # is not in the pinned set, and an Airflow connection's hook hands out a DB-API connection anyway.
 
-#: OpenLineage's scheme and default port per SQLAlchemy backend (https://openlineage.io/docs/spec/naming).
-_LINEAGE_SCHEMES = {"postgresql": ("postgres", 5432), "mysql": ("mysql", 3306), "mariadb": ("mysql", 3306)}
-
-#: The schema a PostgreSQL table without one is named in. A connection whose search_path puts another
-#: schema first reads the table from there while lineage names it in public: give ``schema.table`` to
-#: name it exactly.
-DEFAULT_SCHEMA = "public"
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-
-# SQLSTATE classes of a database that is not there right now: connection exception, operator intervention
-# (shutdown, cancel, statement timeout), insufficient resources, transaction rollback (serialization,
-# deadlock). A retry may heal them; every other failure of a statement is the registry's or the query's.
-_UNAVAILABLE_STATE_CLASSES = ("08", "57", "53", "40")
+#: What a SQLSTATE of a failed read means: a table's problems, and a query's.
 _STATE_PROBLEMS = {
-    "42P01": "its table does not exist or is not visible to the connection's user; check the table name "
-    "(schema.table) and the search path",
-    "3F000": "its schema does not exist; check the table name (schema.table)",
+    **TABLE_STATE_PROBLEMS,
     "42703": "the query names a column that does not exist; check the query",
-    "42501": "the connection's user may not read it; grant SELECT on the table",
     "42601": "the query is not valid SQL; check the query",
 }
-
-
-@dataclass(frozen=True)
-class DatabaseLocation:
-    """Where a database is, as OpenLineage names it: ``scheme://authority`` and the database's name.
-
-    :param scheme: the OpenLineage scheme, e.g. ``postgres``.
-    :param authority: ``host:port``.
-    :param database: the database's name.
-    """
-
-    scheme: str
-    authority: str
-    database: str
-
-    @property
-    def namespace(self) -> str:
-        """The OpenLineage namespace of the database's datasets, e.g. ``postgres://127.0.0.1:5432``."""
-        return f"{self.scheme}://{self.authority}"
 
 
 @dataclass(frozen=True)
@@ -141,8 +116,7 @@ class SqlConsentSource:
         """The table's schema and name, the schema defaulted; None for a query."""
         if self.table is None:
             return None
-        parts = _table_parts(self.table, self.location)
-        return (DEFAULT_SCHEMA, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+        return _table_parts(self.table, self.location)
 
     @property
     def dataset_name(self) -> str:
@@ -176,11 +150,11 @@ class SqlConsentSource:
             except Exception as error:
                 # Connection failures carry no SQLSTATE; a wrong database name or password is retried
                 # like a server that is down, which only delays the failure.
-                raise ConsentRegistryUnavailableError(source, _cause(error)) from None
+                raise ConsentRegistryUnavailableError(source, error_cause(error)) from None
             try:
                 table = self._fetch(connection, source)
             finally:
-                _close(connection)
+                close_quietly(connection)
         finally:
             if self.on_close is not None:
                 self.on_close()
@@ -189,7 +163,8 @@ class SqlConsentSource:
 
     def _fetch(self, connection: Any, source: str) -> pa.Table:
         if self.table is not None:
-            quoted = ".".join(f'"{part}"' for part in _table_parts(self.table, self.location))
+            _table_parts(self.table, self.location)
+            quoted = quoted_table(self.table)
             names = self._describe(connection, source, f"SELECT * FROM {quoted} WHERE 1 = 0")
             _require_columns(names, source)
             selected = ", ".join(f'"{name}"' for name in REGISTRY_COLUMNS)
@@ -206,7 +181,7 @@ class SqlConsentSource:
         except Exception as error:
             raise _statement_error(error, source) from None
         finally:
-            _close(cursor)
+            close_quietly(cursor)
 
     def _run_and_collect(self, connection: Any, source: str, statement: str) -> pa.Table:
         cursor = _streaming_cursor(connection)
@@ -221,7 +196,7 @@ class SqlConsentSource:
             except Exception as error:
                 raise _statement_error(error, source) from None
         finally:
-            _close(cursor)
+            close_quietly(cursor)
         return split_purposes(_concatenate(chunks, source))
 
 
@@ -237,28 +212,10 @@ def sql_consent_source(
     :raises ConsentRegistryError: the URL cannot be parsed, its driver is not installed, or neither or
         both of table and query are given.
     """
-    import sqlalchemy
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    shown = redact_url(url)
     try:
-        parsed = sqlalchemy.engine.make_url(url)
-        engine = sqlalchemy.create_engine(parsed, poolclass=sqlalchemy.pool.NullPool)
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as error:
-        # SQLAlchemy's messages repeat the URL, password included.
-        raise ConsentRegistryError(
-            [
-                f"consent registry {shown} is not a usable SQLAlchemy URL ({type(error).__name__}); use "
-                "e.g. postgresql+psycopg://user@host:5432/database and install the driver it names"
-            ]
-        ) from None
-    backend = parsed.get_backend_name()
-    scheme, default_port = _LINEAGE_SCHEMES.get(backend, (backend, None))
-    host = parsed.host or "localhost"
-    port = parsed.port or default_port
-    location = DatabaseLocation(
-        scheme=scheme, authority=f"{host}:{port}" if port else host, database=parsed.database or ""
-    )
+        engine, location = open_database(url)
+    except ValueError as error:
+        raise ConsentRegistryError([f"consent registry {error}"]) from None
     return SqlConsentSource(
         connect=engine.raw_connection,
         location=location,
@@ -269,9 +226,9 @@ def sql_consent_source(
     )
 
 
-def _table_parts(table: str, location: DatabaseLocation) -> list[str]:
-    parts = table.split(".")
-    if len(parts) > 2 or not all(_IDENTIFIER.fullmatch(part) for part in parts):
+def _table_parts(table: str, location: DatabaseLocation) -> tuple[str, str]:
+    parts = table_parts(table)
+    if parts is None:
         raise ConsentRegistryError(
             [
                 f"consent registry in {location.namespace}/{location.database}: the table name is not "
@@ -372,39 +329,16 @@ def _streaming_cursor(connection: Any) -> Any:
 
 def _statement_error(error: BaseException, source: str) -> Exception:
     """The refusal or retryable failure a driver's error stands for; its message is never used."""
-    state = _sqlstate(error)
+    state = sqlstate(error)
     if state in _STATE_PROBLEMS:
         return ConsentRegistryError([f"consent registry {source} cannot be read: {_STATE_PROBLEMS[state]}"])
-    kinds = {cls.__name__ for cls in type(error).__mro__}
-    if (state and state[:2] in _UNAVAILABLE_STATE_CLASSES) or (
-        not state and kinds & {"OperationalError", "InterfaceError"}
-    ):
-        # Without a SQLSTATE (sqlite3, some drivers' lost connections) the PEP 249 class decides; sqlite3
-        # reports a missing table as an OperationalError too, which is then retried in vain.
-        return ConsentRegistryUnavailableError(source, _cause(error))
+    if is_unavailable(error):
+        # sqlite3 reports a missing table as an OperationalError without a SQLSTATE, which is then retried
+        # in vain.
+        return ConsentRegistryUnavailableError(source, error_cause(error))
     return ConsentRegistryError(
         [
-            f"consent registry {source} cannot be read ({_cause(error)}); check the table or query, the "
+            f"consent registry {source} cannot be read ({error_cause(error)}); check the table or query, the "
             "driver's message is withheld because it may quote rows"
         ]
     )
-
-
-def _sqlstate(error: BaseException) -> str | None:
-    # psycopg 3 names it sqlstate, psycopg2 pgcode; SQLAlchemy wraps the driver's error as .orig.
-    original = getattr(error, "orig", None) or error
-    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    return state if isinstance(state, str) else None
-
-
-def _cause(error: BaseException) -> str:
-    original = getattr(error, "orig", None) or error
-    return type(original).__name__
-
-
-def _close(resource: Any) -> None:
-    try:
-        resource.close()
-    except Exception as error:
-        # Closing after the read (or after its failure) decides nothing; the first error is the one told.
-        log.debug("closing a consent registry connection failed: %s", type(error).__name__)

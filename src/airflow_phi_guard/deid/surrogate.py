@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -121,12 +122,27 @@ class SurrogateCodes:
         :param values: the identifier column of a batch.
         """
         identifiers = normalized_identifiers(values)
-        positions = pc.index_in(identifiers, value_set=self._all_identifiers())
-        missing = pc.and_(pc.is_null(positions), pc.is_valid(identifiers))
-        if pc.any(missing).as_py():
-            self._draw(pc.unique(identifiers.filter(missing)))
-            positions = pc.index_in(identifiers, value_set=self._all_identifiers())
-        return pc.take(self._all_codes(), positions)
+        # A batch holds few people and the mapping may hold millions: the batch's distinct ids are hashed
+        # and the mapping's ids probed against them, instead of the whole mapping hashed for every batch.
+        distinct = pc.unique(identifiers.drop_null())
+        slots, codes = [], []
+        for known_identifiers, known_codes in self._chunks():
+            slot = pc.index_in(known_identifiers, value_set=distinct)
+            found = pc.is_valid(slot)
+            slots.append(slot.filter(found).cast(pa.int64()))
+            codes.append(known_codes.filter(found))
+        slot_of = pa.concat_arrays(slots).to_numpy()
+        missing = np.ones(len(distinct), dtype=bool)
+        missing[slot_of] = False
+        if missing.any():
+            new = distinct.filter(pa.array(missing))
+            codes.append(self._draw(new))
+            slot_of = np.concatenate([slot_of, np.flatnonzero(missing)])
+        # every distinct id has a code now; ordered by id, the first one found for it (known codes first)
+        order = np.argsort(slot_of, kind="stable")
+        first = order[np.concatenate([[True], np.diff(slot_of[order]) != 0])] if len(order) else order
+        code_of_distinct = pc.take(pa.concat_arrays(codes), pa.array(first))
+        return pc.take(code_of_distinct, pc.index_in(identifiers, value_set=distinct))
 
     def commit(self) -> None:
         """Write this run's new codes to the mapping. Call only for a run that is published."""
@@ -148,23 +164,31 @@ class SurrogateCodes:
             self.namespace,
         )
 
-    def _draw(self, identifiers: pa.Array) -> None:
-        taken = self._all_codes()
+    def _draw(self, identifiers: pa.Array) -> pa.Array:
         codes = pa.array([secrets.token_hex(CODE_BYTES) for _ in range(len(identifiers))], pa.string())
-        # 128 random bits do not repeat in practice; checking costs one lookup, and a repeat would merge two
-        # people, so it is checked anyway.
-        if pc.any(pc.is_in(codes, value_set=taken)).as_py() or len(pc.unique(codes)) != len(codes):
+        # 128 random bits do not repeat in practice; checking costs one probe of the codes held, and a
+        # repeat would merge two people, so it is checked anyway.
+        repeated = any(pc.any(pc.is_in(taken, value_set=codes)).as_py() for _, taken in self._chunks())
+        if repeated or len(pc.unique(codes)) != len(codes):
             raise SurrogateMappingError(
                 [f"surrogate mapping {self.store.describe()}: a drawn code repeated; run again"]
             )
         self._new_identifiers.append(identifiers)
         self._new_codes.append(codes)
+        if len(self._new_codes) > _NEW_CHUNKS:
+            # a few chunks keep the probes of each batch few; merging them now and then keeps copies rare
+            self._new_identifiers = [pa.concat_arrays(self._new_identifiers)]
+            self._new_codes = [pa.concat_arrays(self._new_codes)]
+        return codes
 
-    def _all_identifiers(self) -> pa.Array:
-        return pa.concat_arrays([self._identifiers, *self._new_identifiers])
+    def _chunks(self) -> Iterator[tuple[pa.Array, pa.Array]]:
+        """The identifiers and codes held, known ones first, in a few chunks."""
+        yield self._identifiers, self._codes
+        yield from zip(self._new_identifiers, self._new_codes, strict=True)
 
-    def _all_codes(self) -> pa.Array:
-        return pa.concat_arrays([self._codes, *self._new_codes])
+
+#: How many chunks of new codes a run holds before merging them into one.
+_NEW_CHUNKS = 8
 
 
 class ParquetMappingStore:
@@ -242,9 +266,25 @@ class SqlMappingStore:
     The primary key (namespace, identifier) decides races: codes are inserted in one transaction, and if
     another run gave one of the new identifiers a code first, nothing is inserted and the run is refused.
 
-    :param engine: a SQLAlchemy engine.
+    :param engine: a SQLAlchemy engine, e.g. an Airflow hook's; :meth:`from_url` opens one from a URL.
     :param table: the table name, optionally ``schema.table``.
     """
+
+    @classmethod
+    def from_url(cls, url: str, table: str) -> SqlMappingStore:
+        """A mapping in the database a SQLAlchemy URL names, opened without a pool.
+
+        :param url: e.g. ``postgresql+psycopg://user@host:5432/db``; a password in it is used, never shown.
+        :param table: the table name, optionally ``schema.table``.
+        :raises SurrogateMappingError: the URL cannot be parsed or its driver is not installed.
+        """
+        from airflow_phi_guard.sql import open_database
+
+        try:
+            engine, _ = open_database(url)
+        except ValueError as error:
+            raise SurrogateMappingError([f"surrogate mapping {error}"]) from None
+        return cls(engine, table)
 
     def __init__(self, engine: object, table: str) -> None:
         import sqlalchemy as sa
@@ -261,8 +301,11 @@ class SqlMappingStore:
         )
 
     def describe(self) -> str:
+        from airflow_phi_guard.sql import redact_url
+
+        # SQLAlchemy hides the password but keeps the query, where a driver may take a secret too.
         url = self.engine.url.render_as_string(hide_password=True)  # type: ignore[attr-defined]
-        return f"{url} table {self.table.fullname}"
+        return f"{redact_url(url)} table {self.table.fullname}"
 
     def load(self, namespace: str) -> pa.Table:
         sa = self._sa

@@ -18,6 +18,9 @@ column                 content
 ``model_version``
 ``input_datasets``,    text[] of the dataset URIs the event read and wrote, as the audit matches them (names
 ``output_datasets``    percent-decoded; a governance event's ``phiGuard_columns`` source datasets are inputs)
+``reads_governed``     whether the event read a dataset that an archived governance event wrote: kept
+                       true by every load, for the events it adds and for those already archived that
+                       read what its governance events wrote
 ``source_file``        the log the event was first loaded from
 ``archived_at``        when it was first loaded
 ``retain_until``       the event's date (UTC; the load's date for an event without a readable time) plus
@@ -31,9 +34,12 @@ purges the table; this module never deletes a row. An event's six years run from
 from when its policy was last in effect: an organisation whose policy stays in force longer must load
 with more years (a known shortcoming: the archive does not know when a policy was retired).
 
-Indexes serve the audit's queries (:meth:`LineageArchive.events_for`): model name and version, run id,
-event time, and GIN indexes on the input and output dataset arrays, so an audit reads the governance events
-of its model, then the events that read their outputs, and nothing else.
+Indexes serve the audit's queries (:meth:`LineageArchive.events_for`): model name and version, run id, a
+GIN index on the input dataset arrays, one on the output arrays of governance events, and the event time of
+governance events and of the events with ``reads_governed``. So a model's audit reads the governance events
+of its model, then the events that read their outputs, and nothing else; a window's audit reads the
+governance events and the readers of governed sets in the window, never the other events of the window.
+``benchmarks/audit_scale.py`` measures that, and ``tests/lineage/test_archive.py`` checks the plans.
 
 A load reads every log line by line and writes through ``COPY`` into a temporary table, then one
 ``INSERT ... ON CONFLICT`` in the same transaction: either every line of every log is archived, or none.
@@ -85,6 +91,16 @@ DEFAULT_ARCHIVE_TABLE = "phi_guard.lineage_events"
 #: a load accepts.
 HIPAA_RETENTION_YEARS = 6
 
+# The staging columns' types as COPY receives them, in column order. The event goes as text (COPY's text
+# format hands the server its JSON as written, and jsonb parses it), not through a jsonb dumper.
+_COPY_TYPES = (
+    *("text", "text", "timestamptz", "text", "text", "text", "text", "bool", "text", "text"),
+    *("text[]", "text[]", "text", "timestamptz", "date", "bool"),
+)
+
+# For sorting rows whose event time is NULL: any aware instant will do, the flag sorts them apart.
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _STAGING = "phi_guard_archive_staging"
 
@@ -95,6 +111,8 @@ _STATE_PROBLEMS = {
     "archive up, INSERT to load, SELECT to audit); grant it",
     "3F000": "its schema does not exist; load an event log first, which creates it",
     "42P01": "its table does not exist; load an event log first, which creates it",
+    "42703": "its table was made by an earlier version and lacks a column the audit reads; load any event "
+    "log into it (one already archived will do), which upgrades it",
 }
 
 
@@ -136,34 +154,19 @@ class LineageArchive:
 
     def __init__(self, url: str, table: str = DEFAULT_ARCHIVE_TABLE) -> None:
         import sqlalchemy as sa
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-        from airflow_phi_guard.consent.sources import redact_url
+        from airflow_phi_guard.sql import open_database, redact_url
 
         schema, name = _table_name(table, redact_url(url))
         self.display_name = f"{redact_url(url)} table {schema}.{name}"
+        problem = None
         try:
-            parsed = sa.engine.make_url(url)
-        except (ArgumentError, ValueError) as error:
-            # SQLAlchemy's messages repeat the URL, password included.
-            raise LineageArchiveError(
-                self.display_name,
-                f"not a usable SQLAlchemy URL ({type(error).__name__}); use e.g. "
-                "postgresql+psycopg://user@host:5432/database",
-            ) from None
-        if parsed.get_backend_name() != "postgresql":
-            raise LineageArchiveError(
-                self.display_name,
-                "the archive needs PostgreSQL (JSONB, arrays, GIN indexes); use a postgresql+psycopg:// URL",
-            )
-        try:
-            self._engine = sa.create_engine(
-                parsed.set(drivername="postgresql+psycopg"), poolclass=sa.pool.NullPool
-            )
-        except (ArgumentError, NoSuchModuleError, ImportError) as error:
-            raise LineageArchiveError(
-                self.display_name, f"cannot use the psycopg driver ({type(error).__name__}); install psycopg"
-            ) from None
+            # JSONB, arrays and GIN indexes: PostgreSQL only, through psycopg whatever driver the URL names.
+            self._engine, _ = open_database(url, backends=("postgresql",), driver="psycopg")
+        except ValueError as error:
+            problem = str(error)
+        if problem is not None:
+            raise LineageArchiveError(self.display_name, problem)
         self._metadata = sa.MetaData()
         self.table = _archive_table(self._metadata, schema, name)
 
@@ -214,6 +217,8 @@ class LineageArchive:
             distinct = connection.execute(
                 sa.select(sa.func.count(sa.distinct(staging.c.digest)))
             ).scalar_one()
+            with _through_indexes(connection):
+                self._mark_readers_of_archived(connection, staging)
 
             # One row per digest (a log may hold an event twice); the longest retention among them wins.
             rows = (
@@ -234,6 +239,8 @@ class LineageArchive:
                     sa.func.count().filter(sa.not_(changed.c.added)),
                 )
             ).one()
+            with _through_indexes(connection):
+                self._mark_readers_of_loaded(connection, staging)
 
         summary = LoadSummary(
             files=len(paths),
@@ -253,6 +260,38 @@ class LineageArchive:
         )
         return summary
 
+    def _mark_readers_of_archived(self, connection: sa.Connection, staging: sa.Table) -> None:
+        """Flag the staged events that read what an archived governance event wrote (one index probe each)."""
+        import sqlalchemy as sa
+
+        governed = self.table.alias("governed")
+        writer = sa.exists().where(
+            governed.c.governance & governed.c.output_datasets.overlap(staging.c.input_datasets)
+        )
+        connection.execute(
+            sa.update(staging)
+            .where(sa.func.cardinality(staging.c.input_datasets) > 0, writer)
+            .values(reads_governed=True)
+        )
+
+    def _mark_readers_of_loaded(self, connection: sa.Connection, staging: sa.Table) -> None:
+        """Flag the archived events, earlier ones and this load's, that read what this load's governance
+        events wrote."""
+        import sqlalchemy as sa
+
+        written = sa.select(sa.func.unnest(staging.c.output_datasets).label("name")).where(
+            staging.c.governance
+        )
+        names = sorted(set(connection.execute(written).scalars()))
+        if not names:
+            return
+        marked = connection.execute(
+            sa.update(self.table)
+            .where(sa.not_(self.table.c.reads_governed), self.table.c.input_datasets.overlap(names))
+            .values(reads_governed=True)
+        ).rowcount
+        log.debug("%d archived event(s) read what this load's governance events wrote", marked)
+
     def events_for(self, query: AuditQuery) -> list[dict[str, Any]]:
         """The archived events an audit query needs, selected through the indexes.
 
@@ -262,8 +301,8 @@ class LineageArchive:
         - a source column: the governance events that read its dataset, the COMPLETE events that read
           their outputs, and the other governance events that wrote those outputs (a consumer is
           attributed to the latest of them);
-        - a window: the governance and consumer COMPLETE events in it, and the governance events that wrote
-          what those consumers read;
+        - a window: the governance events in it, the COMPLETE events in it that read a governed set
+          (``reads_governed``) and wrote something, and the governance events that wrote what those read;
         - every model: every governance event and the closing events that read their outputs.
 
         :param query: the audit's question.
@@ -274,16 +313,20 @@ class LineageArchive:
 
         table = self.table
         consumer = (table.c.event_type == "COMPLETE") & (sa.func.cardinality(table.c.output_datasets) > 0)
-        found: dict[str, dict[str, Any]] = {}
-        with self._transaction() as connection:
+        found: dict[str, Any] = {}
+        with self._transaction() as connection, _through_indexes(connection):
 
             def fetch(condition: Any) -> list[Any]:
                 statement = sa.select(
-                    table.c.digest, table.c.event, table.c.input_datasets, table.c.output_datasets
-                ).where(condition)
-                rows = connection.execute(statement.order_by(table.c.event_time, table.c.digest)).all()
+                    table.c.digest,
+                    table.c.event,
+                    table.c.event_time,
+                    table.c.input_datasets,
+                    table.c.output_datasets,
+                )
+                rows = connection.execute(statement.where(condition)).all()
                 for row in rows:
-                    found.setdefault(row.digest, row.event)
+                    found.setdefault(row.digest, row)
                 return rows
 
             def readers_of(rows: Sequence[Any], *, also_writing_nothing: bool = False) -> list[Any]:
@@ -308,20 +351,26 @@ class LineageArchive:
                     fetch(table.c.governance & table.c.output_datasets.overlap(outputs))
                     readers_of(governance)
             elif isinstance(query, WindowQuery):
-                condition = (table.c.event_type == "COMPLETE") & (
-                    table.c.governance | (sa.func.cardinality(table.c.input_datasets) > 0) & consumer
-                )
+                window = sa.true()
                 if query.since is not None:
-                    condition &= table.c.event_time >= query.since
+                    window &= table.c.event_time >= query.since
                 if query.until is not None:
-                    condition &= table.c.event_time < query.until
-                read = sorted({name for row in fetch(condition) for name in row.input_datasets})
+                    window &= table.c.event_time < query.until
+                # Two selects, one per partial time index; every event type of governance, so that a run
+                # refused in the window is listed as the event log lists it.
+                fetch(table.c.governance & window)
+                readers = fetch(table.c.reads_governed & consumer & window)
+                read = sorted({name for row in readers for name in row.input_datasets})
                 if read:
                     fetch(table.c.governance & table.c.output_datasets.overlap(read))
             else:
                 raise TypeError(f"not an audit query: {type(query).__name__}")
         log.info("read %d archived event(s) from %s for the audit", len(found), self.display_name)
-        return list(found.values())
+        # In event time order (unreadable times last, as PostgreSQL sorts NULL), whatever select found them.
+        ordered = sorted(
+            found.values(), key=lambda row: (row.event_time is None, row.event_time or _EPOCH, row.digest)
+        )
+        return [row.event for row in ordered]
 
     def read_all(self) -> list[dict[str, Any]]:
         """Every archived event, in event time order (for exports and tests; an audit needs less)."""
@@ -375,6 +424,36 @@ class LineageArchive:
         # Quoted by the dialect; the name was checked against a plain identifier pattern anyway.
         connection.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
         self._metadata.create_all(connection, tables=[self.table], checkfirst=True)
+        self._upgrade(connection)
+
+    def _upgrade(self, connection: sa.Connection) -> None:
+        """Give a table archived before ``reads_governed`` existed the column, its index and its values.
+
+        The indexes that table has and this one does not use (over every event's time, over every event's
+        outputs) stay: dropping them is the administrator's choice, not a load's.
+        """
+        import sqlalchemy as sa
+
+        table = self.table
+        present = {column["name"] for column in sa.inspect(connection).get_columns(table.name, table.schema)}
+        if "reads_governed" in present:
+            return
+        connection.execute(
+            sa.text(
+                f'ALTER TABLE "{table.schema}"."{table.name}" '
+                "ADD COLUMN reads_governed boolean NOT NULL DEFAULT false"
+            )
+        )
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
+        written = sa.select(sa.func.unnest(table.c.output_datasets)).where(table.c.governance)
+        names = sorted(set(connection.execute(written).scalars()))
+        with _through_indexes(connection):
+            if names:
+                connection.execute(
+                    sa.update(table).where(table.c.input_datasets.overlap(names)).values(reads_governed=True)
+                )
+        log.info("upgraded %s: its events now say whether they read a governed dataset", self.display_name)
 
     def _copy(
         self,
@@ -384,17 +463,48 @@ class LineageArchive:
         retention_years: int,
         archived_at: datetime,
     ) -> int:
-        """COPY every event of the logs into the staging table; returns the events read."""
+        """COPY every event of the logs into the staging table; returns the events read.
+
+        The rows' types are declared once, so that no value's dumper is looked up row by row, and a writer
+        thread sends the buffered rows while the next ones are built: the server parses one batch as this
+        process reads and hashes the next.
+        """
+        from psycopg.copy import QueuedLibpqWriter
+
         names = ", ".join(f'"{column.name}"' for column in staging.columns)
         driver = connection.connection.driver_connection
         read = 0
-        with driver.cursor() as cursor, cursor.copy(f'COPY "{_STAGING}" ({names}) FROM STDIN') as copy:
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f'COPY "{_STAGING}" ({names}) FROM STDIN', writer=QueuedLibpqWriter(cursor)) as copy,
+        ):
+            copy.set_types(_COPY_TYPES)
             for path in paths:
                 source_file = str(Path(path).resolve())
                 for number, event in iterate_events(path):
                     copy.write_row(_row(event, source_file, number, retention_years, archived_at))
                     read += 1
         return read
+
+
+@contextlib.contextmanager
+def _through_indexes(connection: sa.Connection) -> Iterator[None]:
+    """Plan the block's statements through the indexes, whatever the statistics say.
+
+    Every select of the audit and every probe of a load is a lookup the indexes were made for, yet the
+    planner takes ``array && '{...}'`` with a thousand names or so (or on a table loaded since its last
+    ``ANALYZE``) to match much of the table, and scans it all, testing every row against every name:
+    seconds over 100,000 events. With sequential scans priced out it keeps to the GIN index; a scan that has
+    no alternative (the load's staging table) still runs. JIT compilation, worth it for long scans, would
+    cost a lookup tens of milliseconds.
+    """
+    import sqlalchemy as sa
+
+    connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    connection.execute(sa.text("SET LOCAL jit = off"))
+    yield
+    connection.execute(sa.text("RESET enable_seqscan"))
+    connection.execute(sa.text("RESET jit"))
 
 
 def _row(
@@ -435,6 +545,7 @@ def _row(
         source_file,
         archived_at,
         _retain_until((moment or archived_at).astimezone(UTC).date(), retention_years),
+        False,  # reads_governed: decided by the load in SQL, against the archive
     )
 
 
@@ -474,19 +585,26 @@ def _archive_table(metadata: sa.MetaData, schema: str, name: str) -> sa.Table:
         sa.Column("source_file", sa.Text, nullable=False),
         sa.Column("archived_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("retain_until", sa.Date, nullable=False),
+        # Last, so that a staging row is the event's fields plus this flag, which the load decides in SQL.
+        sa.Column("reads_governed", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Index(f"{name}_model", "model_name", "model_version"),
         sa.Index(f"{name}_run_id", "run_id"),
-        sa.Index(f"{name}_event_time", "event_time"),
+        # Partial: a window's audit reads governance events and the readers of governed sets in the window,
+        # and an index over every event's time would lead it through all the others too.
+        sa.Index(f"{name}_governance_time", "event_time", postgresql_where=sa.text("governance")),
+        sa.Index(f"{name}_reader_time", "event_time", postgresql_where=sa.text("reads_governed")),
         # Without fastupdate: a bulk load's entries would wait in GIN's pending list, which every query
         # scans linearly until a vacuum, so an audit right after a large load would cost the load's size.
         sa.Index(
             f"{name}_inputs", "input_datasets", postgresql_using="gin", postgresql_with={"fastupdate": "off"}
         ),
+        # Only governance events' outputs are ever looked up (what a governance run wrote).
         sa.Index(
-            f"{name}_outputs",
+            f"{name}_governed_outputs",
             "output_datasets",
             postgresql_using="gin",
             postgresql_with={"fastupdate": "off"},
+            postgresql_where=sa.text("governance"),
         ),
         sa.Index(f"{name}_retain_until", "retain_until"),
         schema=schema,

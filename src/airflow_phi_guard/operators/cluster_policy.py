@@ -6,11 +6,21 @@ recipient registry: the governed set's policy file says what the data is expecte
 (:func:`~airflow_phi_guard.recipients.gate.expected_release`), and the recipient that owns the outlet must
 have what that data needs on the day the DAG is parsed. A governed set is an inlet Asset that either is
 the output of a :class:`~airflow_phi_guard.operators.policy.PhiPolicyOperator` of the same DAG, or carries
-``extra={"phi_guard_policy": "<policy file>"}``. No data is read: only the policy file and the registry,
-each read once per change of the file.
+``extra={"phi_guard_policy": "<policy file>"}``. It also judges a
+:class:`~airflow_phi_guard.operators.inference.BatchInferenceOperator` whose ``recipient`` (the vendor
+serving the model) is given: scoring discloses the input to that recipient, so its agreement must permit
+``inference``; the input is expected to be PHI unless the task names the governance report of a
+:class:`~airflow_phi_guard.operators.policy.PhiPolicyOperator` of the same DAG whose policy can yield
+Safe Harbor output. No data is read: only the policy file and the registry, each read once per change of
+the file.
 
 The registry is ``[phi_guard] recipient_registry`` in the Airflow configuration, or the environment
-variable ``PHI_GUARD_RECIPIENT_REGISTRY``; without either, the policy judges nothing.
+variable ``PHI_GUARD_RECIPIENT_REGISTRY`` (a YAML file); without either, the policy judges nothing.
+
+What it cannot see, and leaves to the gates at run time: an export whose destination is not an Asset
+outlet (a task that uploads without declaring it), a templated recipient or path (rendered only when the
+task runs), and anything a registry kept in a SQL table says (the DAG processor would query the database
+at every parse; the operators read such a registry with ``recipient_registry_conn_id``).
 """
 
 from __future__ import annotations
@@ -46,17 +56,18 @@ def task_policy(task: Any) -> None:
     from airflow_phi_guard.operators.recipients import configured_registry_path
 
     outlets = [uri for uri in (_uri(item) for item in task.outlets or ()) if uri]
-    if not outlets:
-        return
-    policies = _inlet_policies(task)
-    if not policies:
+    policies = _inlet_policies(task) if outlets else []
+    recipient = _inference_recipient(task)
+    if not policies and recipient is None:
         return
     registry_path = configured_registry_path()
     if not registry_path:
         log.debug("no recipient registry is configured: task %s is not judged", task.task_id)
         return
 
-    refusals = _refusals(task, policies, outlets, registry_path)
+    refusals = _refusals(task, policies, outlets, registry_path) if policies else []
+    if recipient is not None:
+        refusals.extend(_inference_refusals(task, recipient, registry_path))
     if refusals:
         raise AirflowClusterPolicyViolation(
             f"task {task.task_id} of DAG {_dag_id(task)} may not export its governed set: "
@@ -73,7 +84,11 @@ def _refusals(task: Any, policies: list[str], outlets: list[str], registry_path:
     except (RecipientRegistryError, OSError) as error:
         return [f"the recipient registry cannot be used ({error})"]
 
-    # Judged on the day of parsing: an agreement that lapses later is the gate's to refuse at run time.
+    # Known shortcoming: judged on the day of parsing, not on a run date, which is not known when a DAG is
+    # parsed. An agreement that lapses later is the gate's to refuse at run time; but one that takes effect
+    # later refuses the DAG until that day, and a backfill of dates an expired agreement covered is refused
+    # too. Each run's own date is judged by the gates that run with it (the policy run, the gate operator,
+    # the inference operator), which is where an agreement's term is enforced.
     today = datetime.now(UTC).date()
     refusals = []
     for policy_path in policies:
@@ -97,6 +112,45 @@ def _refusals(task: Any, policies: list[str], outlets: list[str], registry_path:
     return refusals
 
 
+def _inference_recipient(task: Any) -> str | None:
+    """The recipient of a batch inference task that names one; None for any other task or a template."""
+    from airflow_phi_guard.operators.inference import BatchInferenceOperator
+
+    if not isinstance(task, BatchInferenceOperator) or not task.recipient:
+        return None
+    if "{{" in str(task.recipient):
+        log.debug("task %s names its recipient by a template: judged at run time only", task.task_id)
+        return None
+    return str(task.recipient)
+
+
+def _inference_refusals(task: Any, recipient: str, registry_path: str) -> list[str]:
+    """Why the recipient serving a batch inference task's model may not receive its input, if it may not."""
+    from airflow_phi_guard.exceptions import PolicyError, RecipientRegistryError
+    from airflow_phi_guard.operators.policy import PhiPolicyOperator
+    from airflow_phi_guard.recipients.gate import Release, decide_for_recipient, expected_release
+    from airflow_phi_guard.recipients.models import INFERENCE
+
+    try:
+        registry = _registry(registry_path, _mtime(registry_path))
+    except (RecipientRegistryError, OSError) as error:
+        return [f"the recipient registry cannot be used ({error})"]
+
+    # The input is expected to be PHI, as the operator treats it at run time, unless the task names the
+    # report of a policy task of this DAG that publishes exactly its input.
+    release = Release(policy="-", purpose=INFERENCE, published=True, safe_harbor=None)
+    dag = getattr(task, "dag", None)
+    for other in dag.tasks if dag is not None and task.report_path else ():
+        same = (other.output_path, other.report_path) == (task.input_path, task.report_path)
+        if isinstance(other, PhiPolicyOperator) and same:
+            try:
+                expected = expected_release(_policy(other.policy_file(), _mtime(other.policy_file())))
+            except (PolicyError, OSError) as error:
+                return [f"policy {other.policy_file()} of the scored input cannot be read ({error})"]
+            release = expected.model_copy(update={"purpose": INFERENCE})
+    return decide_for_recipient(release, recipient, registry, datetime.now(UTC).date()).refusals
+
+
 def _inlet_policies(task: Any) -> list[str]:
     """The policy files of the governed sets among the task's inlets."""
     from airflow_phi_guard.lineage.datasets import asset_uri
@@ -106,7 +160,7 @@ def _inlet_policies(task: Any) -> list[str]:
     dag = getattr(task, "dag", None)
     for other in dag.tasks if dag is not None else ():
         if isinstance(other, PhiPolicyOperator) and "{{" not in str(other.output_path):
-            produced[asset_uri(other.output_path)] = other.policy_path
+            produced[asset_uri(other.output_path)] = other.policy_file()
 
     policies = []
     for inlet in task.inlets or ():

@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 if TYPE_CHECKING:
     from airflow_phi_guard.consent.sql import DatabaseLocation, SqlConsentSource
+    from airflow_phi_guard.recipients.sql import SqlRecipientSource
 
 
 class PseudonymKeyHook(BaseHook):
@@ -80,7 +81,9 @@ class ConsentRegistryHook(BaseHook):
     whose hook is a ``common.sql`` ``DbApiHook``) opens the DB-API connection; the core
     (``consent/sql.py``) reads the table or query into Arrow and validates it. The registry is named for
     lineage as the provider names the database (``postgres://host:port``, then
-    ``database.schema.table``), never with the connection's password.
+    ``database.schema.table``), never with the connection's password. A connection of this package's own
+    type, ``phi_guard_consent_registry``, names a PostgreSQL database by its standard fields (host, port,
+    user, password, and the database as the schema field) and is read through ``PostgresHook``.
 
     :param consent_conn_id: the connection of the registry's database.
     :param table: the registry table, ``table`` or ``schema.table``.
@@ -89,6 +92,7 @@ class ConsentRegistryHook(BaseHook):
 
     conn_name_attr = "consent_conn_id"
     default_conn_name = "phi_guard_consent"
+    conn_type = "phi_guard_consent_registry"
     hook_name = "PHI Guard consent registry"
 
     def __init__(
@@ -111,11 +115,16 @@ class ConsentRegistryHook(BaseHook):
         from airflow_phi_guard.exceptions import ConsentRegistryError
 
         connection = self.get_connection(self.consent_conn_id)
-        try:
-            hook = connection.get_hook()
-        except Exception:
-            # A connection type without a hook (generic, http...) cannot hold a registry.
-            hook = None
+        if connection.conn_type == self.conn_type:
+            from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+            hook: Any = PostgresHook(postgres_conn_id=self.consent_conn_id)
+        else:
+            try:
+                hook = connection.get_hook()
+            except Exception:
+                # A connection type without a hook (generic, http...) cannot hold a registry.
+                hook = None
         if not isinstance(hook, DbApiHook):
             raise ConsentRegistryError(
                 [
@@ -142,3 +151,108 @@ def _database_location(hook: Any, connection: Any) -> DatabaseLocation:
     return DatabaseLocation(
         scheme=connection.conn_type, authority=authority, database=connection.schema or ""
     )
+
+
+class RecipientRegistryHook(BaseHook):
+    """A recipient registry in a SQL table, read through the connection of the database that holds it.
+
+    Like :class:`ConsentRegistryHook`: a connection of this package's type ``phi_guard_recipient_registry``
+    names a PostgreSQL database by its standard fields (the database as the schema field) and is read
+    through ``PostgresHook``; any other connection whose hook is a ``common.sql`` ``DbApiHook`` (postgres,
+    ...) is read through that hook. The core (``recipients/sql.py``) validates the rows into the same
+    registry as a YAML file. The registry is named as the provider names the database, never with the
+    connection's password.
+
+    :param recipient_registry_conn_id: the connection of the registry's database.
+    :param table: the registry table, ``table`` or ``schema.table``.
+    """
+
+    conn_name_attr = "recipient_registry_conn_id"
+    default_conn_name = "phi_guard_recipient_registry"
+    conn_type = "phi_guard_recipient_registry"
+    hook_name = "PHI Guard recipient registry"
+
+    def __init__(self, recipient_registry_conn_id: str = default_conn_name, *, table: str) -> None:
+        super().__init__()
+        self.recipient_registry_conn_id = recipient_registry_conn_id
+        self.table = table
+
+    def get_source(self) -> SqlRecipientSource:
+        """The registry as a source that is read when :meth:`SqlRecipientSource.read` is called.
+
+        :raises RecipientRegistryError: the connection's hook is not a SQL database hook, or the table name
+            is not plain.
+        """
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        from airflow_phi_guard.exceptions import RecipientRegistryError
+        from airflow_phi_guard.recipients.sql import SqlRecipientSource
+
+        conn_id = self.recipient_registry_conn_id
+        connection = self.get_connection(conn_id)
+        if connection.conn_type == self.conn_type:
+            from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+            hook: Any = PostgresHook(postgres_conn_id=conn_id)
+        else:
+            try:
+                hook = connection.get_hook()
+            except Exception:
+                # A connection type without a hook (generic, http...) cannot hold a registry.
+                hook = None
+        if not isinstance(hook, DbApiHook):
+            raise RecipientRegistryError(
+                f"connection {conn_id}",
+                None,
+                None,
+                f"the connection is of type {connection.conn_type}, whose hook is no SQL database hook; give "
+                f"a database connection ({self.conn_type}, or postgres)",
+            )
+        return SqlRecipientSource(
+            connect=hook.get_conn, location=_database_location(hook, connection), table=self.table
+        )
+
+
+class SparkSessionHook(BaseHook):
+    """A Spark session for the Spark engine, from a connection of type ``spark`` (the type of the Apache
+    Spark provider): its host, with the port when one is set, is the master URL, such as ``local[4]``,
+    ``yarn`` or ``spark://host`` with port 7077.
+
+    :param spark_conn_id: the connection.
+    """
+
+    conn_name_attr = "spark_conn_id"
+    default_conn_name = "spark_default"
+    conn_type = "spark"
+    hook_name = "Spark"
+
+    def __init__(self, spark_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.spark_conn_id = spark_conn_id
+
+    def master(self) -> str:
+        """The master URL the connection names.
+
+        :raises ValueError: the connection has no host.
+        """
+        connection = self.get_connection(self.spark_conn_id)
+        if not connection.host:
+            raise ValueError(f"connection {self.spark_conn_id} names no Spark master in its host")
+        return f"{connection.host}:{connection.port}" if connection.port else connection.host
+
+    def get_session(self, app_name: str = "phi-guard") -> Any:
+        """The session (an existing one of this process is reused, as ``getOrCreate`` does).
+
+        :param app_name: the Spark application's name.
+        """
+        import os
+        import sys
+
+        from pyspark.sql import SparkSession
+
+        from airflow_phi_guard.engine.spark import session_for
+
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        master = self.master()
+        self.log.info("Spark session on master %s from connection %s", master, self.spark_conn_id)
+        return session_for(SparkSession.builder.master(master), app_name)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
+
+    from airflow_phi_guard.recipients.models import RecipientRegistry
 
 
 class BatchInferenceOperator(BaseOperator):
@@ -23,6 +27,12 @@ class BatchInferenceOperator(BaseOperator):
     output, and the record in the ``phiGuard_trail`` facet. Nothing of the data reaches XCom or lineage:
     the task returns the record's sequence, digest and counts.
 
+    When the model is served by a vendor (``recipient``), scoring discloses the input to it: the recipient
+    gate judges the disclosure first, for the use ``inference`` on the run date, and records its decision
+    in the trail. A recipient without a business associate agreement in force that permits inference (or
+    one the registry does not list, or no registry at all) fails the task without retry, before the model
+    sees a row; an unreachable registry database leaves it retryable.
+
     :param model_name: the model's name, as the policy and the audit know it.
     :param model_version: the model's version.
     :param input_path: the dataset scored. (templated)
@@ -31,12 +41,32 @@ class BatchInferenceOperator(BaseOperator):
     :param score: called as ``score(input_path, output_path)``; writes the predictions and may return their
         row count. Imported lazily by the DAG author: the operator reads no data at parse time.
     :param model_path: the model artifact, for the model's input dataset in lineage. (templated)
-    :param recipient: the recipient's id when the model is a vendor API (put the recipients gate before
-        this task: the operator records the recipient, it does not judge it).
+    :param recipient: the recipient's id in the registry when the model is a vendor API. (templated)
+    :param recipients_path: the recipient registry (YAML); by default ``[phi_guard] recipient_registry`` or
+        the ``PHI_GUARD_RECIPIENT_REGISTRY`` environment variable. Read only with a ``recipient``.
+        (templated)
+    :param recipient_registry_conn_id: instead of a file, the Airflow connection of the database that holds
+        the registry table (:class:`~airflow_phi_guard.operators.hooks.RecipientRegistryHook`). (templated)
+    :param recipient_registry_table: the registry table in that database. (templated)
+    :param report_path: the governance report of the run that published the input; only its Safe Harbor
+        verdict lets the input go to a recipient without an agreement, else it counts as PHI. (templated)
+    :param run_date: the date the agreement is judged on, ``YYYY-MM-DD``; the logical date by default.
+        (templated)
     :param identifiers: ``names`` (reads no row) or ``scan`` (names and values).
     """
 
-    template_fields: Sequence[str] = ("input_path", "output_path", "trail_path", "model_path")
+    template_fields: Sequence[str] = (
+        "input_path",
+        "output_path",
+        "trail_path",
+        "model_path",
+        "recipient",
+        "recipients_path",
+        "recipient_registry_conn_id",
+        "recipient_registry_table",
+        "report_path",
+        "run_date",
+    )
     ui_color = "#e4eef7"
 
     def __init__(
@@ -50,6 +80,11 @@ class BatchInferenceOperator(BaseOperator):
         score: Callable[[str, str], int | None],
         model_path: str | None = None,
         recipient: str | None = None,
+        recipients_path: str | None = None,
+        recipient_registry_conn_id: str | None = None,
+        recipient_registry_table: str | None = None,
+        report_path: str | None = None,
+        run_date: str = "{{ ds }}",
         identifiers: str = "names",
         **kwargs: Any,
     ) -> None:
@@ -62,30 +97,55 @@ class BatchInferenceOperator(BaseOperator):
         self.score = score
         self.model_path = model_path
         self.recipient = recipient
+        self.recipients_path = recipients_path
+        self.recipient_registry_conn_id = recipient_registry_conn_id
+        self.recipient_registry_table = recipient_registry_table
+        self.report_path = report_path
+        self.run_date = run_date
         self.identifiers = identifiers
         self._record: Any = None
+        self._scored = False
 
     def execute(self, context: Context) -> dict[str, object]:
+        from airflow_phi_guard.exceptions import RecipientNotPermittedError
         from airflow_phi_guard.trail.inference import inference_audit
         from airflow_phi_guard.trail.records import RunIds
 
+        recipient = self.recipient or None
+        recipients = self._recipients() if recipient else None
         run_id = context.get("run_id")
         ids = RunIds(dag_id=self.dag_id if self.has_dag() else None, task_id=self.task_id, run_id=run_id)
-        with inference_audit(
-            self.model_name,
-            self.model_version,
-            self.input_path,
-            trail=self.trail_path,
-            output=self.output_path,
-            model_uri=self.model_path,
-            recipient=self.recipient,
-            identifiers=self.identifiers,
-            ids=ids,
-        ) as batch:
-            rows_out = self.score(os.fspath(self.input_path), os.fspath(self.output_path))
-            if rows_out is not None:
-                batch.rows_out = rows_out
-        self._record = batch.record
+
+        batch = None
+        try:
+            with inference_audit(
+                self.model_name,
+                self.model_version,
+                self.input_path,
+                trail=self.trail_path,
+                output=self.output_path,
+                model_uri=self.model_path,
+                recipient=recipient,
+                recipients=recipients,
+                run_date=date.fromisoformat(self.run_date) if recipient else None,
+                governance_report=self.report_path or None,
+                identifiers=self.identifiers,
+                ids=ids,
+            ) as batch:
+                rows_out = self.score(os.fspath(self.input_path), os.fspath(self.output_path))
+                if rows_out is not None:
+                    batch.rows_out = rows_out
+        except RecipientNotPermittedError as refusal:
+            # Retrying cannot give the vendor an agreement; the refusal is already in the trail.
+            raise AirflowFailException(
+                f"model {self.model_name} {self.model_version} may not score {self.input_path}: "
+                + "; ".join(refusal.refusals)
+            ) from None
+        finally:
+            # A batch that raised has its record too (outcome failed): the FAIL event names it.
+            if batch is not None:
+                self._record = batch.record
+        self._scored = True
         self.log.info(
             "model %s %s scored %s row(s); trail sequence %d",
             self.model_name,
@@ -102,6 +162,16 @@ class BatchInferenceOperator(BaseOperator):
             "identifier_columns": len(batch.identifier_columns),
         }
 
+    def _recipients(self) -> RecipientRegistry | None:
+        from airflow_phi_guard.operators.recipients import resolve_recipient_registry
+
+        return resolve_recipient_registry(
+            self.recipients_path,
+            self.recipient_registry_conn_id,
+            self.recipient_registry_table,
+            configured=True,
+        )
+
     def _lineage(self) -> OperatorLineage:
         from airflow.providers.openlineage.extractors import OperatorLineage
 
@@ -113,7 +183,7 @@ class BatchInferenceOperator(BaseOperator):
             self.model_name,
             self.model_version,
             self.input_path,
-            self.output_path if self._record is not None else None,
+            self.output_path if self._scored else None,
             self.model_path,
             trail,
             self._record,

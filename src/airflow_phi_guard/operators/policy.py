@@ -27,9 +27,15 @@ class PhiPolicyOperator(BaseOperator):
     task without retry (retrying cannot heal it) and publishes nothing; I/O errors stay retryable. The
     task returns a value-free summary to XCom and reports OpenLineage facets describing the decision.
 
-    :param policy_path: the policy file (YAML).
-    :param input_path: the source dataset, Parquet or CSV. (templated)
-    :param output_path: the governed Parquet file to publish. (templated)
+    :param policy_path: the policy file (YAML); a relative path is read from ``[phi_guard] policy_folder``
+        when the Airflow configuration sets it.
+    :param input_path: the source dataset: a Parquet or CSV file, a folder of them (hive partitions become
+        columns, to be declared like any other), a glob pattern, or a list of files. (templated)
+    :param output_path: the governed Parquet file to publish, or its folder with ``partition_by``.
+        (templated)
+    :param partition_by: output columns to publish the set hive-partitioned by, outermost first. Folder
+        names are outside the dataset, so a column that is an identifier kept as it is, a pseudonym or
+        surrogate, a shifted date, kept text or the subject column is refused before rows are read.
     :param consent_path: the consent registry, CSV or Parquet: a local path or an fsspec URL. (templated)
     :param consent_conn_id: instead of a file, the Airflow connection of a SQL database holding the
         registry (:class:`~airflow_phi_guard.operators.hooks.ConsentRegistryHook`), with ``consent_table``
@@ -54,10 +60,22 @@ class PhiPolicyOperator(BaseOperator):
     :param surrogate_mapping_table: the mapping table in that database, ``table`` or ``schema.table``;
         created if it does not exist. (templated)
     :param trail_path: the audit trail the run is recorded in (a JSONL file, or a PostgreSQL URL with
-        ``#schema.table``); its head goes into the run's lineage. None records nothing. (templated)
+        ``#schema.table``); its head goes into the run's lineage. None records in ``[phi_guard] trail`` when
+        the Airflow configuration sets it, and nothing otherwise. (templated)
     :param recipients_path: the recipient registry (YAML); with it, the run refuses a policy whose
         recipient it does not list or lacks what the data needs (a BAA in force for the purpose).
         (templated)
+    :param recipient_registry_conn_id: instead of a file, the Airflow connection of the database that holds
+        the registry table (:class:`~airflow_phi_guard.operators.hooks.RecipientRegistryHook`); give at
+        most one of ``recipients_path`` and this. An unreachable database leaves the task retryable.
+        (templated)
+    :param recipient_registry_table: the registry table in that database, ``table`` or ``schema.table``.
+        (templated)
+    :param engine: ``arrow`` (the default) runs the plan in this worker's process; ``spark`` runs the same
+        plan on Spark (:func:`~airflow_phi_guard.engine.spark.govern_spark`), with the same output and
+        report, for a Parquet input given as one path; it publishes a folder of Parquet parts.
+    :param spark_conn_id: with ``engine="spark"``, the connection of type ``spark`` whose host (and port)
+        is the master URL (:class:`~airflow_phi_guard.operators.hooks.SparkSessionHook`).
     """
 
     template_fields: Sequence[str] = (
@@ -74,6 +92,8 @@ class PhiPolicyOperator(BaseOperator):
         "surrogate_mapping_table",
         "trail_path",
         "recipients_path",
+        "recipient_registry_conn_id",
+        "recipient_registry_table",
     )
     ui_color = "#e8f0e3"
 
@@ -81,7 +101,7 @@ class PhiPolicyOperator(BaseOperator):
         self,
         *,
         policy_path: str,
-        input_path: str,
+        input_path: str | Sequence[str],
         output_path: str,
         consent_path: str | None = None,
         consent_conn_id: str | None = None,
@@ -97,9 +117,18 @@ class PhiPolicyOperator(BaseOperator):
         surrogate_mapping_table: str | None = None,
         trail_path: str | None = None,
         recipients_path: str | None = None,
+        recipient_registry_conn_id: str | None = None,
+        recipient_registry_table: str | None = None,
+        partition_by: Sequence[str] = (),
+        engine: str = "arrow",
+        spark_conn_id: str = "spark_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if engine not in ("arrow", "spark"):
+            raise ValueError(f"engine must be 'arrow' or 'spark', not {engine!r}")
+        self.engine = engine
+        self.spark_conn_id = spark_conn_id
         self.policy_path = policy_path
         self.input_path = input_path
         self.output_path = output_path
@@ -117,6 +146,9 @@ class PhiPolicyOperator(BaseOperator):
         self.surrogate_mapping_table = surrogate_mapping_table
         self.trail_path = trail_path
         self.recipients_path = recipients_path
+        self.recipient_registry_conn_id = recipient_registry_conn_id
+        self.recipient_registry_table = recipient_registry_table
+        self.partition_by = list(partition_by)
         self._result: GovernanceResult | None = None
 
     def execute(self, context: Context) -> dict[str, object]:
@@ -130,21 +162,37 @@ class PhiPolicyOperator(BaseOperator):
         date_shift_key = self._date_shift_key() if policy.uses(Treatment.DATE_SHIFT) else None
         surrogate_mapping = self._surrogate_mapping() if policy.uses(Treatment.SURROGATE) else None
 
+        arguments: dict[str, Any] = {
+            "consent": self._consent(),
+            "as_of": date.fromisoformat(self.as_of),
+            "pseudonym_key": key,
+            "manifest_key": self._manifest_key(),
+            "date_shift_key": date_shift_key,
+            "surrogate_mapping": surrogate_mapping,
+            "recipients": self._recipients(),
+            "trail": self._trail(),
+            "trail_ids": RunIds(self.dag_id, self.task_id, context.get("run_id")),
+        }
         try:
-            self._result = govern(
-                policy,
-                self.input_path,
-                self.output_path,
-                consent=self._consent(),
-                as_of=date.fromisoformat(self.as_of),
-                pseudonym_key=key,
-                manifest_key=self._manifest_key(),
-                date_shift_key=date_shift_key,
-                surrogate_mapping=surrogate_mapping,
-                recipients=self._recipients(),
-                trail=self.trail_path or None,
-                trail_ids=RunIds(self.dag_id, self.task_id, context.get("run_id")),
-            )
+            if self.engine == "spark":
+                from airflow_phi_guard.engine.spark import govern_spark
+                from airflow_phi_guard.operators.hooks import SparkSessionHook
+
+                spark = SparkSessionHook(self.spark_conn_id).get_session(
+                    app_name=f"{self.dag_id}.{self.task_id}"
+                )
+                self._result = govern_spark(
+                    policy,
+                    self.input_path,
+                    self.output_path,
+                    spark=spark,
+                    partition_by=self.partition_by,
+                    **arguments,
+                )
+            else:
+                self._result = govern(
+                    policy, self.input_path, self.output_path, partition_by=self.partition_by, **arguments
+                )
         except DataProcessingError as error:
             if error.retryable:
                 raise
@@ -169,24 +217,41 @@ class PhiPolicyOperator(BaseOperator):
         return report.summary()
 
     def _recipients(self) -> RecipientRegistry | None:
-        from airflow_phi_guard.exceptions import PhiGuardError
-        from airflow_phi_guard.recipients import load_recipient_registry
+        from airflow_phi_guard.operators.recipients import resolve_recipient_registry
 
-        if not self.recipients_path:
-            return None
-        try:
-            return load_recipient_registry(self.recipients_path)
-        except PhiGuardError as error:
-            raise AirflowFailException(f"bad recipient registry: {error}") from None
+        return resolve_recipient_registry(
+            self.recipients_path,
+            self.recipient_registry_conn_id,
+            self.recipient_registry_table,
+            configured=False,
+        )
 
     def _policy(self) -> Policy:
         from airflow_phi_guard.exceptions import PolicyError
         from airflow_phi_guard.policy.loader import load_policy
 
         try:
-            return load_policy(self.policy_path)
+            return load_policy(self.policy_file())
         except PolicyError as error:
             raise AirflowFailException(f"bad policy: {error}") from None
+
+    def policy_file(self) -> str:
+        """The policy file: ``policy_path``, under ``[phi_guard] policy_folder`` when it is relative. The
+        cluster policy reads the same file."""
+        import os
+
+        from airflow.configuration import conf
+
+        folder = conf.get("phi_guard", "policy_folder", fallback="")
+        if folder and not os.path.isabs(self.policy_path):
+            return os.path.join(folder, self.policy_path)
+        return self.policy_path
+
+    def _trail(self) -> str | None:
+        """The audit trail of the run: ``trail_path``, else ``[phi_guard] trail``, else none."""
+        from airflow.configuration import conf
+
+        return self.trail_path or conf.get("phi_guard", "trail", fallback="") or None
 
     def _consent(self) -> ConsentSource | str | None:
         """The registry the task reads: the connection's database, or the file; never both, never a guess."""
@@ -269,13 +334,14 @@ class PhiPolicyOperator(BaseOperator):
         return PseudonymKeyHook(self.pseudonym_key_conn_id).get_key()
 
     def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        from airflow_phi_guard.engine.source import source_location
         from airflow_phi_guard.lineage.build import lineage_for_start
         from airflow_phi_guard.policy.loader import load_policy
 
         return _operator_lineage(
             lineage_for_start(
-                load_policy(self.policy_path),
-                input_path=self.input_path,
+                load_policy(self.policy_file()),
+                input_path=source_location(self.input_path),
                 output_path=self.output_path,
                 consent_registry=self._consent_name(),
                 as_of=date.fromisoformat(self.as_of),
@@ -288,11 +354,12 @@ class PhiPolicyOperator(BaseOperator):
         if self._result is None:
             return self.get_openlineage_facets_on_start()
         trail = None
-        if self.trail_path and self._result.trail_head is not None:
+        trail_path = self._trail()
+        if trail_path and self._result.trail_head is not None:
             from airflow_phi_guard.lineage.build import trail_facet
             from airflow_phi_guard.trail.store import open_trail
 
-            trail = trail_facet(open_trail(self.trail_path).display_name, self._result.trail_head)
+            trail = trail_facet(open_trail(trail_path).display_name, self._result.trail_head)
         # The policy the run enforced, not the file read again: it may have changed since.
         return _operator_lineage(
             lineage_for_report(

@@ -58,7 +58,9 @@ class GovernedDatasetValidationOperator(BaseOperator):
         "Data Docs" link; a ``file://`` link by default.
 
     The results are also emitted as the OpenLineage ``dataQualityAssertions`` facet of the governed
-    dataset: one assertion per expectation, its column and whether it was met.
+    dataset: one assertion per expectation, its column and whether it was met. The START event already
+    names the governed dataset with its ``documentation`` facet (the suite and the Data Docs site), since
+    some lineage servers keep only a run's first event; the assertions come with COMPLETE or FAIL.
     """
 
     template_fields: Sequence[str] = ("report_path", "data_docs_dir", "gx_project_dir", "suite_path")
@@ -127,7 +129,7 @@ class GovernedDatasetValidationOperator(BaseOperator):
             self._summary = validate_governed_dataset(
                 report.output,
                 report,
-                suite_name=f"{report.policy.name}-v{report.policy.version}",
+                suite_name=_suite_name(report),
                 data_docs_dir=self.data_docs_dir,
                 gx_project_dir=self.gx_project_dir,
                 suite_path=self.suite_path,
@@ -160,6 +162,40 @@ class GovernedDatasetValidationOperator(BaseOperator):
         Path(dataset).unlink(missing_ok=True)
         self.log.warning("withdrew the governed dataset %s because it failed validation", dataset)
 
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        """The set to be validated, from the governance report, with the link to its Data Docs site.
+
+        Nothing is evaluated yet, so no assertion. A report that cannot be read, or that shows nothing
+        published, gives a START without datasets: the task itself fails on it, with the reason.
+        """
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from openlineage.client.event_v2 import InputDataset
+
+        from airflow_phi_guard.lineage.build import data_docs_facet
+        from airflow_phi_guard.lineage.datasets import dataset_identity
+        from airflow_phi_guard.report import GovernanceReport
+
+        try:
+            report = GovernanceReport.model_validate_json(Path(self.report_path).read_text(encoding="utf-8"))
+        except Exception as error:
+            # Lineage never fails the task; a validation error of the report may quote its content.
+            self.log.warning(
+                "no dataset on the OpenLineage START event: the governance report at %s could not be read "
+                "(%s)",
+                self.report_path,
+                type(error).__name__,
+            )
+            return OperatorLineage()
+        if not report.published or report.output is None:
+            return OperatorLineage()
+        identity = dataset_identity(report.output)
+        governed = InputDataset(
+            namespace=identity.namespace,
+            name=identity.name,
+            facets={"documentation": data_docs_facet(_suite_name(report), self.data_docs_url())},
+        )
+        return OperatorLineage(inputs=[governed])
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         from airflow.providers.openlineage.extractors import OperatorLineage
 
@@ -184,3 +220,8 @@ class GovernedDatasetValidationOperator(BaseOperator):
             identity = dataset_identity(self._dataset)
             return OperatorLineage(inputs=[InputDataset(namespace=identity.namespace, name=identity.name)])
         return self.get_openlineage_facets_on_complete(task_instance)
+
+
+def _suite_name(report: Any) -> str:
+    """The suite, checkpoint and data asset name of a governance report's validation."""
+    return f"{report.policy.name}-v{report.policy.version}"

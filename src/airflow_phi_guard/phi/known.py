@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import NoReturn
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -160,10 +161,12 @@ class KnownValues:
             text = _as_text(batch.column(column), allow_integers=True)
             if text is None:
                 continue
-            collected.setdefault(identifier, []).append(_guarded(_known_tokens, text, kind))
+            values = text.dictionary if pa.types.is_dictionary(text.type) else text
+            collected.setdefault(identifier, []).append(_guarded(pc.cast, values, _TOKEN_TYPE))
 
+        # The columns of one identifier (first, last and maiden names) are tokenised together, in one pass.
         tokens = {
-            identifier: _guarded(lambda arrays: pc.unique(pa.concat_arrays(arrays)), arrays)
+            identifier: _guarded(_known_tokens, pa.concat_arrays(arrays), SEARCHED_IDENTIFIERS[identifier])
             for identifier, arrays in collected.items()
         }
         return cls(tokens)
@@ -203,10 +206,11 @@ class KnownValues:
 
     def _search(self, text: pa.Array) -> dict[SafeHarborIdentifier, int]:
         """Count per identifier, matching the distinct entries of a dictionary column only once each."""
-        entries, indices = (
-            (text.dictionary, text.indices) if pa.types.is_dictionary(text.type) else (text, None)
-        )
-        entries = entries.cast(_TOKEN_TYPE)
+        if not pa.types.is_dictionary(text.type):
+            # Free-text columns of an extract repeat their values (descriptions, codes, categories): the
+            # distinct values are tokenised once each, and rows counted through the indices.
+            text = pc.dictionary_encode(text)
+        entries, indices = text.dictionary.cast(_TOKEN_TYPE), text.indices
 
         split: dict[_Kind, pa.Array] = {}
         found: dict[SafeHarborIdentifier, int] = {}
@@ -216,18 +220,21 @@ class KnownValues:
                 split[kind] = _text_tokens(entries, kind)
             tokens = split[kind]
             hit_entries = pc.unique(pc.filter(pc.list_parent_indices(tokens), _flat_hits(tokens, known)))
-            if indices is None:
-                count = len(hit_entries)
-            else:
-                rows = pc.is_in(indices, value_set=hit_entries.cast(indices.type))
-                count = int(pc.sum(rows).as_py() or 0)
+            rows = pc.is_in(indices, value_set=hit_entries.cast(indices.type))
+            count = int(pc.sum(rows).as_py() or 0)
             if count:
                 found[identifier] = count
         return found
 
 
 def _flat_hits(tokens: pa.Array, known: pa.Array) -> pa.Array:
-    return pc.is_in(pc.list_flatten(tokens), value_set=known)
+    flat = pc.list_flatten(tokens)
+    if len(known) <= 4 * len(flat):
+        return pc.is_in(flat, value_set=known)
+    # Many known values (a batch's encounter ids) against the few tokens of a column's distinct entries:
+    # hashing the tokens and probing the known values is the cheaper way to the same answer.
+    present = known.filter(pc.is_in(known, value_set=flat))
+    return pc.is_in(flat, value_set=present)
 
 
 def _as_text(values: pa.Array | pa.ChunkedArray, *, allow_integers: bool) -> pa.Array | None:
@@ -246,8 +253,10 @@ def _known_tokens(values: pa.Array, kind: _Kind) -> pa.Array:
     """The distinct searchable tokens of an identifier column's values."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary
-    values = values.cast(_TOKEN_TYPE)
-    lowered = pc.utf8_lower(values)
+    # An identifier column repeats a patient's values on each of their rows: each is tokenised once.
+    values = pc.unique(values).cast(_TOKEN_TYPE)
+    ascii_only = bool(pc.all(pc.string_is_ascii(values)).as_py())
+    lowered = pc.ascii_lower(values) if ascii_only else pc.utf8_lower(values)
 
     if kind is _Kind.WORDS:
         tokens = pc.list_flatten(pc.split_pattern_regex(lowered, _NOT_WORD))
@@ -257,8 +266,7 @@ def _known_tokens(values: pa.Array, kind: _Kind) -> pa.Array:
             pc.invert(pc.is_in(tokens, value_set=_COMMON_WORDS)),
         )
     elif kind is _Kind.NUMBERS:
-        tokens = pc.replace_substring_regex(lowered, _NOT_WORD, "")
-        digits = pc.utf8_length(pc.replace_substring_regex(tokens, r"[^0-9]+", ""))
+        tokens, digits = _letters_and_digits(pc.drop_null(lowered))
         keep = pc.and_(
             pc.greater_equal(pc.utf8_length(tokens), MINIMUM_NUMBER_LENGTH),
             pc.greater_equal(digits, MINIMUM_NUMBER_DIGITS),
@@ -267,6 +275,62 @@ def _known_tokens(values: pa.Array, kind: _Kind) -> pa.Array:
         tokens = pc.utf8_trim(pc.utf8_trim_whitespace(lowered), _ADDRESS_TRIM)
         keep = pc.greater_equal(pc.utf8_length(tokens), MINIMUM_ADDRESS_LENGTH)
     return pc.unique(pc.filter(tokens, pc.fill_null(keep, False)))
+
+
+def _letters_and_digits(lowered: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Each value with every character but letters and digits taken out, and its number of digits.
+
+    ASCII text (ids, SSNs, licence numbers) is reduced with numpy on Arrow's buffers, which gives the same
+    tokens many times faster than a Unicode regular expression on a batch of unique ids; other text goes
+    through the regular expression.
+
+    :param lowered: lower-cased values of the token type, without nulls.
+    """
+    if len(lowered) == 0 or not pc.all(pc.string_is_ascii(lowered)).as_py():
+        tokens = pc.replace_substring_regex(lowered, _NOT_WORD, "")
+        return tokens, pc.utf8_length(pc.replace_substring_regex(tokens, r"[^0-9]+", ""))
+
+    _, offsets_buffer, data_buffer = lowered.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+        lowered.offset : lowered.offset + len(lowered) + 1
+    ]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+    data, offsets = data[offsets[0] : offsets[-1]], offsets - offsets[0]
+    # unsigned differences wrap around, so one comparison tests a range
+    digit = (data - np.uint8(ord("0"))) < 10
+    kept = digit | ((data - np.uint8(ord("a"))) < 26)
+    width = int(offsets[1]) if len(offsets) > 1 else 0
+    if width and (np.diff(offsets) == width).all():
+        # Ids of one format (UUIDs, SSNs) have one width and their separators at the same places: the
+        # tokens are then columns of a matrix of the values.
+        rows, kept_rows = data.reshape(-1, width), kept.reshape(-1, width)
+        if (kept_rows == kept_rows[0]).all():
+            kept_width = int(kept_rows[0].sum())
+            token_offsets = np.arange(0, (len(lowered) + 1) * kept_width, kept_width, dtype=np.int64)
+            token_data = np.ascontiguousarray(rows[:, kept_rows[0]])
+            tokens = pa.Array.from_buffers(
+                _TOKEN_TYPE, len(lowered), [None, pa.py_buffer(token_offsets), pa.py_buffer(token_data)]
+            )
+            return tokens, pa.array(digit.reshape(-1, width).sum(axis=1, dtype=np.int64))
+    tokens = pa.Array.from_buffers(
+        _TOKEN_TYPE,
+        len(lowered),
+        [
+            None,
+            pa.py_buffer(np.concatenate([[0], np.cumsum(_per_value(kept, offsets))])),
+            pa.py_buffer(data[kept]),
+        ],
+    )
+    return tokens, pa.array(_per_value(digit, offsets))
+
+
+def _per_value(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How many flags are set within each value, the values being ``flags[offsets[i]:offsets[i + 1]]``."""
+    counts = np.zeros(len(offsets) - 1, dtype=np.int64)
+    filled = offsets[1:] > offsets[:-1]
+    if flags.size:
+        counts[filled] = np.add.reduceat(flags, offsets[:-1][filled], dtype=np.int64)
+    return counts
 
 
 def _text_tokens(text: pa.Array, kind: _Kind) -> pa.Array:

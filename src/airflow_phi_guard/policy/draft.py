@@ -16,8 +16,11 @@ The method follows from the treatments: a keyed pseudonym is derived from the id
 way the treatments satisfy :mod:`airflow_phi_guard.deid.methods`, so a completed draft passes the plan.
 
 Every ``justification`` is left empty: the minimum-necessary judgement (45 CFR 164.514(d)) is a person's,
-and the loader refuses an empty justification, so the draft cannot be used before it is written. The file
-carries only column names, identifier letters, detector names and match rates, never a value.
+and the loader refuses an empty justification, so the draft cannot be used before it is written. A draft
+that claims ``expert-determination`` writes the ``expert_determination`` block the method needs
+(164.514(b)(1)) with every entry empty, which the loader refuses too: only the covered entity knows its
+expert, the date, the report and its expiry. The file carries only column names, identifier letters,
+detector names and match rates, never a value.
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ from airflow_phi_guard.deid.methods import DIRECT_IDENTIFIERS, is_birth_date
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.inventory import ColumnVerdict, ScanReport
 from airflow_phi_guard.phi.names import column_words, identify_column
-from airflow_phi_guard.policy.models import ConsentBasis, DeidentificationMethod, Treatment
+from airflow_phi_guard.policy.models import (
+    ConsentBasis,
+    DeidentificationMethod,
+    ExpertDetermination,
+    Treatment,
+)
 
 _I = SafeHarborIdentifier
 _EXPERT_DETERMINATION = DeidentificationMethod.EXPERT_DETERMINATION
@@ -61,6 +69,13 @@ _ZIP_ENDINGS = (("zip",), ("zip", "code"), ("zipcode",), ("postal", "code"), ("p
 
 #: The width of the draft's comments, as the project's code.
 _WIDTH = 100
+
+#: What the draft's comment on an ``expert_determination`` entry adds to the model's description of it.
+_DETERMINATION_HINTS = {
+    "determined": "Write it as YYYY-MM-DD; a run dated before it is refused.",
+    "expires": "Write it as YYYY-MM-DD; a run dated on or after it is refused. Delete the line only when "
+    "the determination sets no end.",
+}
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLAIN_SCALAR = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -116,6 +131,17 @@ class PolicyDraft:
         """The treatment of every column."""
         return {column.source: column.treatment for column in self.columns}
 
+    def to_write(self) -> str:
+        """What a person must write before the draft loads, in words for the header and the command.
+
+        :return: the justifications, and the expert determination when the draft claims one.
+        """
+        justifications = f"the {len(self.columns)} justification(s)"
+        if self.method is not DeidentificationMethod.EXPERT_DETERMINATION:
+            return justifications
+        entries = ", ".join(ExpertDetermination.model_fields)
+        return f"{justifications} and the expert determination ({entries})"
+
     def to_yaml(self) -> str:
         """The draft as a policy file: a header saying what to fill in, and a comment above each column."""
         lines = [*_header(self), ""]
@@ -129,6 +155,8 @@ class PolicyDraft:
         lines += ["undeclared: refuse  # a column that appears later is refused until it is declared"]
         lines += ["consent:", f"  bases: [{', '.join(self.bases)}]"]
         lines += ["deidentification:", *_method_comment(self), f"  method: {self.method}"]
+        if self.method is DeidentificationMethod.EXPERT_DETERMINATION:
+            lines += _determination_block()
         lines += ["  zip3_vintage: census-2020", "", "columns:"]
         for column in self.columns:
             lines += [
@@ -293,16 +321,25 @@ def _header(draft: PolicyDraft) -> list[str]:
     scanned = f"{draft.rows_scanned} row(s)" + (" (a sample)" if draft.sample_rows is not None else "")
     empty = len(draft.columns)
     found = sorted({column.identifier for column in draft.columns if column.identifier})
+    determination = ""
+    if draft.method is DeidentificationMethod.EXPERT_DETERMINATION:
+        determination = (
+            ", and every entry of the `expert_determination` that its method rests on (45 CFR "
+            "164.514(b)(1)), under `deidentification`"
+        )
+    paragraph = (
+        f"It does not load until a person has written all {empty} `justification` entries: why the "
+        "purpose needs each kept column, or why a column is dropped (minimum necessary, 45 CFR 164.502(b) "
+        f"and 164.514(d)){determination}. Review as well: the purpose, the model, the recipient, the "
+        "consent bases, the subject column and every treatment. The comment above each column says what "
+        "the scan found (identifier letters, detector names and match rates). Identification by software "
+        "can miss what a person would see; this draft is no compliance verdict and no legal advice."
+    )
     return [
         "# DRAFT minimum-necessary policy, written by `phi-guard policy init` from a scan of",
         f"# {draft.input} ({scanned}).",
         "#",
-        f"# It does not load until a person has written all {empty} `justification` entries: why the",
-        "# purpose needs each kept column, or why a column is dropped (minimum necessary, 45 CFR 164.502(b)",
-        "# and 164.514(d)). Review as well: the purpose, the model, the recipient, the consent bases, the",
-        "# subject column and every treatment. The comment above each column says what the scan found",
-        "# (identifier letters, detector names and match rates). Identification by software can miss what",
-        "# a person would see; this draft is no compliance verdict and no legal advice.",
+        *_comment(paragraph, ""),
         "#",
         "# Identifier letters (45 CFR 164.514(b)(2)(i)):",
         *(f"#   {identifier.letter}: {identifier.description}" for identifier in found),
@@ -311,12 +348,39 @@ def _header(draft: PolicyDraft) -> list[str]:
 
 def _method_comment(draft: PolicyDraft) -> list[str]:
     if draft.method is DeidentificationMethod.EXPERT_DETERMINATION:
-        return [
-            "  # Keyed pseudonyms are derived from the identifier (no 164.514(c) codes), so the output is",
-            "  # not Safe Harbor: it rests on an expert determination (164.514(b)(1)). Drop the keys and",
-            "  # choose safe-harbor where no expert determines the pseudonymized set.",
-        ]
+        return _comment(
+            "Keyed pseudonyms are derived from the identifier (no 164.514(c) codes), so the output is not "
+            "Safe Harbor: it rests on an expert determination (164.514(b)(1)). Drop the keys, choose "
+            "safe-harbor and delete expert_determination where no expert determines the pseudonymized set.",
+            "  ",
+        )
     return ["  # Every identifier is dropped or reduced as 164.514(b)(2) requires."]
+
+
+def _determination_block() -> list[str]:
+    """The ``expert_determination`` entries with empty values, which the loader refuses until written."""
+    explanation = (
+        "The determination (45 CFR 164.514(b)(1)): a person with appropriate knowledge of and experience "
+        "with generally accepted statistical and scientific principles and methods for rendering "
+        "information not individually identifiable determines that the risk is very small that the "
+        "information could be used, alone or with other reasonably available information, by an "
+        "anticipated recipient (the recipient above) to identify an individual, and documents the "
+        "methods and results. The rule sets no numeric threshold; k-anonymity over declared "
+        "quasi_identifiers (with k_min), which each run then measures, is the usual evidence. The "
+        "policy does not load while an entry is empty: write each from the expert's report."
+    )
+    lines = [*_comment(explanation, "  "), "  expert_determination:"]
+    for key, field in ExpertDetermination.model_fields.items():
+        hint = _DETERMINATION_HINTS.get(key, "")
+        lines += _comment(f"{field.description} {hint}".strip(), "    ")
+        lines.append(f'    {key}: ""')
+    return lines
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    """``text`` as YAML comment lines at ``indent``, wrapped to the draft's width."""
+    prefix = f"{indent}# "
+    return textwrap.wrap(text, _WIDTH, initial_indent=prefix, subsequent_indent=prefix)
 
 
 def _scalar(text: str) -> str:

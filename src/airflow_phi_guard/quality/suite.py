@@ -4,7 +4,8 @@ The suite restates, as Great Expectations checks that run on the published data,
 the output columns are exactly the allowlisted ones (none added, none missing), kept values hold none of
 the identifiers the product's value detectors find, ZIP3 values are existing prefixes with every
 restricted one written ``000``, ages stop at 90, years are calendar years, birth years stop where Safe
-Harbor suppresses them, pseudonyms are keyed hashes and never missing, and, when the policy declares
+Harbor suppresses them, age bands are the labels of the declared bands, top- and bottom-coded numbers lie
+within the declared bounds, pseudonyms are keyed hashes and never missing, and, when the policy declares
 quasi-identifiers, every equivalence class holds at least ``k_min`` rows. Each check is first an
 :class:`ExpectationSpec`, a plain value that a test or a reviewer can read without Great Expectations;
 :func:`build_expectation_suite` turns the specs into a GX ``ExpectationSuite`` and is the only place here
@@ -12,7 +13,12 @@ that imports Great Expectations, lazily, so that parsing a DAG stays cheap. The 
 product's own expectations (:mod:`airflow_phi_guard.quality.expectations`), registered before a suite is
 built or loaded.
 
-Nulls: GX's map expectations (regex, range) skip missing values and report their count beside the
+The bands and bounds come from the policy, or, for a suite derived from a report, from its column
+decisions, which record them (numbers only); a report that lacks them is refused rather than validated
+with less. A ``date-shift`` output gets no value check: a shifted date is a plausible date, and whether it
+moved by the subject's shift can only be told beside the original.
+
+Nulls: GX's map expectations (regex, range, set) skip missing values and report their count beside the
 unexpected one; the product's expectations do the same and say so in Data Docs. A column that must not
 miss a value, the subject's pseudonym, gets ``expect_column_values_to_not_be_null``.
 
@@ -42,12 +48,12 @@ from airflow_phi_guard.exceptions import QualityCheckFailedError, name_some
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.values import DETECTORS
 from airflow_phi_guard.policy.models import DeidentificationMethod, Treatment
-from airflow_phi_guard.report import GovernanceReport
+from airflow_phi_guard.report import ColumnDecision, GovernanceReport
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
 
-    from airflow_phi_guard.policy.models import Policy
+    from airflow_phi_guard.policy.models import ColumnPolicy, Policy
 
 #: A pseudonym: HMAC-SHA256 written as 64 lowercase hexadecimal digits.
 PSEUDONYM_PATTERN = r"^[0-9a-f]{64}$"
@@ -92,6 +98,7 @@ class OutputColumn:
     :param is_string: whether its Arrow type holds text (plain, large, view or dictionary-encoded).
     :param is_integer: whether its Arrow type is an integer type.
     :param arrow_type: the Arrow type, written out, for messages.
+    :param is_number: whether its Arrow type is an integer, floating-point or decimal type.
     """
 
     name: str
@@ -100,6 +107,27 @@ class OutputColumn:
     is_string: bool
     is_integer: bool
     arrow_type: str
+    is_number: bool = False
+
+
+@dataclass(frozen=True)
+class ColumnCoding:
+    """The declared parameters of a generalisation that the check of its output needs: numbers only.
+
+    :param bands: for ``age-band``, the ages that start each band; the check expects their labels.
+    :param bottom: for ``top-bottom-code``, the lowest value published, or None for no bottom coding.
+    :param top: for ``top-bottom-code``, the highest value published, or None for no top coding.
+    """
+
+    bands: tuple[int, ...] | None = None
+    bottom: int | float | None = None
+    top: int | float | None = None
+
+    @classmethod
+    def of(cls, declared: ColumnPolicy | ColumnDecision) -> ColumnCoding:
+        """The coding of a policy's column (``ColumnPolicy``) or a report's (``ColumnDecision``)."""
+        bands = declared.bands
+        return cls(tuple(bands) if bands is not None else None, declared.bottom, declared.top)
 
 
 @dataclass(frozen=True)
@@ -176,6 +204,7 @@ def describe_output_columns(report: GovernanceReport, schema: pa.Schema) -> tupl
                 is_string=holds_text(arrow_type),
                 is_integer=pa.types.is_integer(arrow_type),
                 arrow_type=str(arrow_type),
+                is_number=_is_number(arrow_type),
             )
         )
     return tuple(columns)
@@ -198,16 +227,12 @@ def expectations_for_policy(
     :param risk: the quasi-identifiers and ``k_min`` to check; by default those the report's risk
         measurement names, when the policy declared them.
     :raises ValueError: when the report is not of a published run, so there is no dataset to check.
-    :raises QualityCheckFailedError: when a column's type does not fit its treatment, so no expectation
-        could judge its values.
+    :raises QualityCheckFailedError: when a column's type does not fit its treatment, or the report does
+        not record the bands or bounds of a generalised column, so no expectation could judge its values.
     """
-    if not report.published:
-        raise ValueError(
-            f"the governance report of policy '{report.policy.name}' has verdict '{report.verdict.value}': "
-            "nothing was published, so there is nothing to validate"
-        )
-    _refuse_misfit_types(describe_output_columns(report, schema))
+    check_output_types(report, schema)
     published = [(d.output, d.source, d.treatment) for d in report.columns if d.output is not None]
+    coding = {d.output: ColumnCoding.of(d) for d in report.columns if d.output is not None}
     measured = getattr(report, "risk", None)
     if risk is None and measured is not None:
         # The run measured k over the policy's quasi-identifiers: the published set must still show it.
@@ -219,7 +244,26 @@ def expectations_for_policy(
         reference_year=report.as_of.year,
         required=_required_outputs(published, subject),
         risk=risk,
+        coding=coding,
     )
+
+
+def check_output_types(report: GovernanceReport, schema: pa.Schema) -> tuple[OutputColumn, ...]:
+    """The published columns of a governed dataset, once it is known that their values can be judged.
+
+    :param report: the governance report of the run that wrote the dataset.
+    :param schema: the Arrow schema of the published dataset.
+    :raises ValueError: when the report is not of a published run, so there is no dataset to check.
+    :raises QualityCheckFailedError: when a column's type does not fit its treatment.
+    """
+    if not report.published:
+        raise ValueError(
+            f"the governance report of policy '{report.policy.name}' has verdict '{report.verdict.value}': "
+            "nothing was published, so there is nothing to validate"
+        )
+    output_columns = describe_output_columns(report, schema)
+    _refuse_misfit_types(output_columns)
+    return output_columns
 
 
 def expectations_from_policy(policy: Policy, *, risk: RiskCheck | None = None) -> list[ExpectationSpec]:
@@ -248,6 +292,11 @@ def expectations_from_policy(policy: Policy, *, risk: RiskCheck | None = None) -
         reference_year=None,
         required=_required_outputs(published, policy.subject),
         risk=risk,
+        coding={
+            output: ColumnCoding.of(column)
+            for source, column in policy.columns.items()
+            if (output := policy.output_name(source)) is not None
+        },
     )
 
 
@@ -259,6 +308,7 @@ def expectations_for_columns(
     reference_year: int | None,
     required: Sequence[str] = (),
     risk: RiskCheck | None = None,
+    coding: Mapping[str, ColumnCoding] | None = None,
 ) -> list[ExpectationSpec]:
     """The suite for a dataset whose published columns and treatments are known.
 
@@ -269,7 +319,13 @@ def expectations_for_columns(
         parameters filled at run time.
     :param required: outputs that must never miss a value.
     :param risk: the k-anonymity to check, if any.
+    :param coding: per output, the declared bands or bounds of an ``age-band`` or ``top-bottom-code``
+        column.
+    :raises QualityCheckFailedError: when an ``age-band`` or ``top-bottom-code`` output has no bands or
+        bounds in ``coding``, so its values could not be judged.
     """
+    coding = dict(coding or {})
+    _refuse_uncoded(published, coding)
     allowlist = [output for output, _, _ in published]
     specs = [
         ExpectationSpec(
@@ -292,7 +348,12 @@ def expectations_for_columns(
             )
         specs.extend(
             _column_expectations(
-                output, treatment, reference_year, zip3_vintage, [] if every_detector else detector_names
+                output,
+                treatment,
+                reference_year,
+                zip3_vintage,
+                [] if every_detector else detector_names,
+                coding.get(output, ColumnCoding()),
             )
         )
     if risk is not None:
@@ -429,6 +490,7 @@ def _column_expectations(
     reference_year: int | None,
     zip3_vintage: str,
     detector_names: list[str],
+    coding: ColumnCoding = ColumnCoding(),
 ) -> list[ExpectationSpec]:
     if treatment is Treatment.KEEP:
         return [
@@ -501,27 +563,94 @@ def _column_expectations(
                 f"{name} holds {form}.",
             )
         ]
-    # Known shortcoming: age-band, top-bottom-code and date-shift outputs get no check of their values yet
-    # (only the allowlist covers them): their forms depend on the column's bands, bounds and window, which
-    # the report does not carry to the suite.
+    if treatment is Treatment.AGE_BAND and coding.bands is not None:
+        # Imported here: the treatments load pyarrow.compute, which loads pandas.
+        from airflow_phi_guard.deid.generalize import AgeBands
+
+        labels = AgeBands(edges=coding.bands).labels
+        return [
+            ExpectationSpec(
+                "expect_column_values_to_be_in_set",
+                {"column": name, "value_set": list(labels)},
+                f"{name} holds the labels of the declared age bands only ({', '.join(labels)}): no raw age "
+                "and no other band.",
+                SafeHarborIdentifier.DATES,
+            )
+        ]
+    if treatment is Treatment.TOP_BOTTOM_CODE and (coding.bottom is not None or coding.top is not None):
+        # Within the bounds is all the output shows: a value at a bound may be coded or may have been the
+        # bound already, which only the original tells apart.
+        bounds = {"min_value": coding.bottom, "max_value": coding.top}
+        return [
+            ExpectationSpec(
+                "expect_column_values_to_be_between",
+                {"column": name, **{key: bound for key, bound in bounds.items() if bound is not None}},
+                f"{name} lies {_bounds_text(coding.bottom, coding.top)}: every value beyond a bound was "
+                "written as the bound.",
+            )
+        ]
+    # Known shortcoming: a date-shift output gets no check of its values (only the allowlist covers it):
+    # any shifted date is a plausible date, and whether it moved by the subject's shift within the window
+    # can only be judged beside the original, which the governed set does not hold.
     return []
 
 
+def _bounds_text(bottom: float | None, top: float | None) -> str:
+    if bottom is not None and top is not None:
+        return f"from {bottom} to {top}"
+    return f"at least {bottom}" if bottom is not None else f"at most {top}"
+
+
+def _refuse_uncoded(
+    published: Sequence[tuple[str, str, Treatment]], coding: Mapping[str, ColumnCoding]
+) -> None:
+    uncoded = [
+        f"{output} ({treatment.value})"
+        for output, _, treatment in published
+        if _lacks_coding(treatment, coding.get(output, ColumnCoding()))
+    ]
+    if uncoded:
+        raise QualityCheckFailedError(
+            [
+                f"the report records no bands or bounds of {name_some(uncoded)}, so their values cannot be "
+                "checked; govern the set again with a release whose report records them, or validate it with "
+                "the suite generated from its policy"
+            ]
+        )
+
+
+def _lacks_coding(treatment: Treatment, coding: ColumnCoding) -> bool:
+    if treatment is Treatment.AGE_BAND:
+        return coding.bands is None
+    if treatment is Treatment.TOP_BOTTOM_CODE:
+        return coding.bottom is None and coding.top is None
+    return False
+
+
 # Which Arrow types a treatment's output must have for its expectation to judge the values.
-_NEEDS_TEXT = frozenset({Treatment.ZIP3, Treatment.PSEUDONYMIZE, *TEXT_FORMS})
+_NEEDS_TEXT = frozenset({Treatment.ZIP3, Treatment.PSEUDONYMIZE, Treatment.AGE_BAND, *TEXT_FORMS})
 _NEEDS_INTEGER = frozenset({Treatment.AGE, Treatment.BIRTH_YEAR, Treatment.YEAR})
+_NEEDS_NUMBER = frozenset({Treatment.TOP_BOTTOM_CODE})
 
 
 def _refuse_misfit_types(output_columns: Sequence[OutputColumn]) -> None:
-    misfits = [
-        f"{column.name} ({column.treatment.value} needs text, found {column.arrow_type})"
-        for column in output_columns
-        if column.treatment in _NEEDS_TEXT and not column.is_string
-    ] + [
-        f"{column.name} ({column.treatment.value} needs integers, found {column.arrow_type})"
-        for column in output_columns
-        if column.treatment in _NEEDS_INTEGER and not column.is_integer
-    ]
+    misfits = (
+        [
+            f"{column.name} ({column.treatment.value} needs text, found {column.arrow_type})"
+            for column in output_columns
+            if column.treatment in _NEEDS_TEXT and not column.is_string
+        ]
+        + [
+            f"{column.name} ({column.treatment.value} needs integers, found {column.arrow_type})"
+            for column in output_columns
+            if column.treatment in _NEEDS_INTEGER and not column.is_integer
+        ]
+        + [
+            f"{column.name} ({column.treatment.value} needs numbers, found {column.arrow_type})"
+            for column in output_columns
+            if column.treatment in _NEEDS_NUMBER and not column.is_number
+        ]
+    )
     if misfits:
         raise QualityCheckFailedError(
             [
@@ -529,6 +658,13 @@ def _refuse_misfit_types(output_columns: Sequence[OutputColumn]) -> None:
                 f"checked: {name_some(misfits)}; the dataset was not written by this policy's treatments"
             ]
         )
+
+
+def _is_number(arrow_type: pa.DataType) -> bool:
+    value_type = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+    return (
+        pa.types.is_integer(value_type) or pa.types.is_floating(value_type) or pa.types.is_decimal(value_type)
+    )
 
 
 def _as_tuple(value: Any) -> Any:

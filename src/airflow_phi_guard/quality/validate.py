@@ -49,6 +49,7 @@ from airflow_phi_guard.quality.suite import (
     ExpectationSpec,
     RiskCheck,
     build_expectation_suite,
+    check_output_types,
     expectations_for_policy,
     suite_parameters,
 )
@@ -177,17 +178,22 @@ def validate_governed_dataset(
     :param risk: the quasi-identifiers and ``k_min`` to check, for a suite derived from the report.
     :raises ValueError: when the report is not of a published run, or the suite file was made from another
         policy than the report's, or GX did not build all of its expectations.
-    :raises QualityCheckFailedError: when a column's type does not fit its treatment, so that no suite
-        can judge its values.
+    :raises QualityCheckFailedError: when a column's type does not fit its treatment, or, for a suite
+        derived from the report, the report records no bands or bounds of a generalised column, so that no
+        suite can judge its values.
     """
-    import pyarrow.dataset as ds
+    from airflow_phi_guard.engine.source import open_source
 
-    dataset = ds.dataset(os.fspath(dataset_path), format="parquet")
-    specs = expectations_for_policy(report, dataset.schema, risk=risk)
+    # a partitioned set is read with its partition columns, in the order and types it was written with
+    dataset = open_source(dataset_path)
     parameters: dict[str, Any] = {}
-    if suite_path is not None:
+    if suite_path is None:
+        specs = expectations_for_policy(report, dataset.schema, risk=risk)
+    else:
         from airflow_phi_guard.quality.policy_suites import load_suite
 
+        # The suite file holds the policy's bands and bounds, so a report that records none still validates.
+        check_output_types(report, dataset.schema)
         loaded = load_suite(suite_path)
         if loaded.policy_digest != report.policy.digest:
             raise ValueError(
@@ -198,7 +204,7 @@ def validate_governed_dataset(
         specs, parameters = list(loaded.specs), suite_parameters(report)
 
     summary = run_expectations(
-        _row_groups(dataset),
+        _batches(dataset),
         specs,
         suite_name=suite_name,
         data_docs_dir=data_docs_dir,
@@ -397,16 +403,26 @@ def _open_project(gx_project_dir: Path, data_docs_dir: Path) -> FileDataContext:
     return context
 
 
-def _row_groups(dataset: Any) -> Iterator[pa.Table]:
-    # One row group at a time, so that memory is bounded by the largest group, not the dataset. Known
-    # shortcoming: a file written as one huge row group is still read whole; slicing a group into record
-    # batches (ParquetFile.iter_batches) would bound that too, at one more GX run per slice.
+#: The most rows validated in one batch: a row group larger than this is read in slices of it, so that a
+#: file written as one huge row group is not read whole.
+VALIDATION_BATCH_ROWS = 250_000
+
+
+def _batches(dataset: Any, batch_rows: int = VALIDATION_BATCH_ROWS) -> Iterator[pa.Table]:
+    """The dataset one batch at a time: a row group, or a slice of at most ``batch_rows`` rows of one.
+
+    Memory is bounded by ``batch_rows``, not by the dataset or its largest row group. The dataset's schema
+    fills in the partition columns, which a fragment holds in its path, not its file.
+    """
     for fragment in dataset.get_fragments():
-        groups = fragment.split_by_row_group()
-        if not groups:
-            yield fragment.to_table().slice(0, 0)
-        for group in groups:
-            yield group.to_table()
+        empty = True
+        for group in fragment.split_by_row_group():
+            for batch in group.to_batches(schema=dataset.schema, batch_size=batch_rows):
+                if batch.num_rows:
+                    empty = False
+                    yield pa.Table.from_batches([batch], schema=dataset.schema)
+        if empty:
+            yield dataset.schema.empty_table()
 
 
 def _named_columns(specs: Sequence[ExpectationSpec]) -> frozenset[str]:

@@ -7,23 +7,35 @@ by name alone), the row counts, the output's fingerprint, the recipient when the
 the timing: into the audit trail (a record of kind ``inference``) and, when an event log is given, as
 OpenLineage START and COMPLETE (or FAIL) events whose inputs are the model and the input dataset and whose
 ``phiGuard_trail`` facet names the record, so that trail and lineage check each other.
+
+Scoring data with a model a vendor serves discloses the data to that vendor (45 CFR 164.502(e)): when a
+``recipient`` is named, the recipient gate judges the disclosure first, for the use ``inference``, on the
+run date, and its decision (passed or refused) goes into the trail as a record of kind ``gate-decision``.
+A refusal raises before the model sees a row. The input counts as PHI unless the governance report of
+the run that published it shows Safe Harbor met.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from airflow_phi_guard.trail.fingerprint import dataset_fingerprint
-from airflow_phi_guard.trail.records import RunIds, record_inference
+from airflow_phi_guard.trail.records import RunIds, append_decision, record_inference
 from airflow_phi_guard.trail.store import AuditTrail, open_trail
+
+if TYPE_CHECKING:
+    from airflow_phi_guard.recipients.gate import GateDecision, Release
+    from airflow_phi_guard.recipients.models import RecipientRegistry
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,9 @@ def inference_audit(
     output: str | os.PathLike[str] | None = None,
     model_uri: str | os.PathLike[str] | None = None,
     recipient: str | None = None,
+    recipients: RecipientRegistry | None = None,
+    run_date: date | None = None,
+    governance_report: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     identifiers: IdentifierDetection | str = IdentifierDetection.NAMES,
     events: str | os.PathLike[str] | None = None,
     ids: RunIds | None = None,
@@ -72,7 +87,10 @@ def inference_audit(
 ) -> Iterator[InferenceBatch]:
     """Record one inference batch in the audit trail, and in lineage when ``events`` is given.
 
-    The record is appended when the block ends, with outcome ``logged``, or ``failed`` when it raised (the
+    With a ``recipient``, the gate judges the disclosure before the block runs (:func:`gate_inference`)
+    and records its decision; a refusal raises
+    :class:`~airflow_phi_guard.exceptions.RecipientNotPermittedError` and the block never runs. The batch's
+    record is appended when the block ends, with outcome ``logged``, or ``failed`` when it raised (the
     exception then propagates unchanged). An append that fails raises after a block that succeeded: a
     batch over PHI that cannot be logged must not pass silently. Lineage is best effort and never raises.
 
@@ -84,12 +102,32 @@ def inference_audit(
     :param model_uri: the model artifact (file or URI), for the model's input dataset in lineage; the
         dataset is named ``model:<name>/<version>`` in the ``phi-guard`` namespace without it.
     :param recipient: the recipient's id in the registry when the model is a vendor API that receives the
-        input; put the recipients gate before the batch, this only records it.
+        input; the gate then judges the disclosure, and refuses it without ``recipients``.
+    :param recipients: the recipient registry the gate reads.
+    :param run_date: the date the agreement is judged on; today (UTC) by default.
+    :param governance_report: the governance report (its path, or its fields) of the run that published
+        the input; only its Safe Harbor verdict lets the input go to a recipient without an agreement.
     :param identifiers: ``names`` (the default, reads no row) or ``scan`` (names and values).
     :param events: an OpenLineage event log (JSON lines) to append START and COMPLETE/FAIL events to.
     :param ids: the Airflow DAG, task and run ids.
     :param job_name: the OpenLineage job name; ``inference.<model>`` by default.
     """
+    store = open_trail(trail) if isinstance(trail, str | os.PathLike) else trail
+    if recipient is not None:
+        release = inference_release(input, governance_report)
+        decision = gate_inference(
+            store,
+            model,
+            version,
+            input,
+            recipient,
+            recipients,
+            run_date or datetime.now(UTC).date(),
+            release,
+            ids,
+        )
+        decision.raise_for_refusal()
+
     started, clock = datetime.now(UTC), time.monotonic()
     batch = InferenceBatch(
         rows_in=_rows(input),
@@ -108,7 +146,6 @@ def inference_audit(
         raise
     finally:
         rows_out = batch.rows_out if batch.rows_out is not None else _rows(batch.output)
-        store = open_trail(trail) if isinstance(trail, str | os.PathLike) else trail
         counts = {"rows_in": batch.rows_in or 0}
         if rows_out is not None:
             counts["rows_out"] = rows_out
@@ -141,6 +178,115 @@ def inference_audit(
             record.sequence,
         )
         lineage.emit("COMPLETE" if outcome == "logged" else "FAIL", batch, store.display_name, record)
+
+
+def inference_release(
+    input: str | os.PathLike[str], governance_report: str | os.PathLike[str] | Mapping[str, Any] | None
+) -> Release:
+    """What the gate needs to know about the scored input: PHI, unless a governance report shows otherwise.
+
+    The use judged is always ``inference``, whatever purpose the policy that published the input had.
+    Only a report of a run that published exactly this input lends it its Safe Harbor verdict; without one,
+    or with a report of another dataset or of a refused run, the input counts as PHI (fail closed).
+
+    :param input: the dataset scored.
+    :param governance_report: the report of the run that published it, its path or its fields.
+    """
+    from airflow_phi_guard.recipients.gate import Release
+    from airflow_phi_guard.recipients.models import INFERENCE
+
+    unknown = Release(policy="-", purpose=INFERENCE, published=True, safe_harbor=None)
+    if governance_report is None:
+        return unknown
+    report: Any = governance_report
+    if not isinstance(report, Mapping):
+        try:
+            report = json.loads(Path(report).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            log.warning("governance report unreadable (%s): the input counts as PHI", type(error).__name__)
+            return unknown
+    release = Release.from_report(report)
+    output = report.get("output")
+    # Known shortcoming: the report is matched to the input by path, not by content; the input's
+    # fingerprint against the run's trail record would show a file replaced since the run.
+    if not release.published or not output or Path(output).resolve() != Path(input).resolve():
+        log.warning("the governance report did not publish the scored input: the input counts as PHI")
+        return unknown.model_copy(update={"policy": release.policy, "policy_digest": release.policy_digest})
+    return release.model_copy(update={"purpose": INFERENCE})
+
+
+def gate_inference(
+    trail: AuditTrail,
+    model: str,
+    version: str,
+    input: str | os.PathLike[str],
+    recipient: str,
+    recipients: RecipientRegistry | None,
+    run_date: date,
+    release: Release,
+    ids: RunIds | None = None,
+) -> GateDecision:
+    """Judge sending the input to the recipient that serves the model, and record the decision.
+
+    :param trail: the audit trail the decision is appended to, passed or refused.
+    :param model: the model's name.
+    :param version: the model's version.
+    :param input: the dataset scored, fingerprinted in the record.
+    :param recipient: the recipient's id in the registry.
+    :param recipients: the registry; None refuses, since no agreement can then be shown.
+    :param run_date: the date the agreement is judged on.
+    :param release: what the input is (:func:`inference_release`).
+    :param ids: the Airflow DAG, task and run ids.
+    """
+    from airflow_phi_guard.recipients.gate import GateDecision, decide_for_recipient
+
+    if recipients is None:
+        decision = GateDecision(
+            allowed=False,
+            destination=f"recipient:{recipient}",
+            recipient=recipient,
+            agreement=None,
+            data="phi" if release.still_phi else "de-identified",
+            purpose=release.purpose,
+            policy=release.policy,
+            policy_digest=release.policy_digest,
+            run_date=run_date,
+            rules=["164.502(e)"],
+            refusals=[
+                f"model {model} {version} is served by recipient {recipient}, but no recipient registry was "
+                "given (agreement: unknown), so no business associate agreement can be shown "
+                "(45 CFR 164.502(e)); give the registry"
+            ],
+        )
+    else:
+        decision = decide_for_recipient(release, recipient, recipients, run_date)
+
+    ids = ids or RunIds()
+    record = append_decision(
+        trail,
+        passed=decision.allowed,
+        recipient=recipient,
+        agreement=decision.agreement,
+        rule=", ".join(decision.rules),
+        destination=decision.destination,
+        policy_digest=decision.policy_digest,
+        dataset=input,
+        dag_id=ids.dag_id,
+        task_id=ids.task_id,
+        run_id=ids.run_id,
+    )
+    log.info(
+        "inference gate: model %s %s to recipient %s, agreement %s, on %s: %s (%s); trail sequence %d",
+        model,
+        version,
+        recipient,
+        decision.agreement,
+        run_date.isoformat(),
+        "passed" if decision.allowed else "refused",
+        ", ".join(decision.rules),
+        record.sequence,
+    )
+    return decision
 
 
 def _rows(location: str | os.PathLike[str] | None) -> int | None:

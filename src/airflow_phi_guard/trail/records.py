@@ -75,7 +75,7 @@ def append_decision(
     trail: AuditTrail | str | os.PathLike[str],
     *,
     passed: bool,
-    recipient: str,
+    recipient: str | None,
     agreement: str | None,
     rule: str,
     destination: str | None = None,
@@ -90,7 +90,7 @@ def append_decision(
 
     :param trail: the trail, or its path or URL.
     :param passed: whether the gate let the data go.
-    :param recipient: the recipient's id in the registry.
+    :param recipient: the recipient's id in the registry; None when no recipient owns the destination.
     :param agreement: the BAA's id, None when the recipient has none.
     :param rule: the rule that decided (e.g. ``164.502(e)``), by id.
     :param destination: the destination URI the gate judged (names only: a bucket, a host).

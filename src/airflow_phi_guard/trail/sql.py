@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow_phi_guard.exceptions import AuditTrailError
+from airflow_phi_guard.sql import error_cause, open_database, redact_url, sqlstate
 from airflow_phi_guard.trail.chain import (
     TrailEntry,
     TrailHead,
@@ -55,9 +56,6 @@ class SqlTrail:
 
     def __init__(self, url: str, table: str = DEFAULT_TRAIL_TABLE) -> None:
         import sqlalchemy as sa
-        from sqlalchemy.exc import ArgumentError
-
-        from airflow_phi_guard.consent.sources import redact_url
 
         parts = table.split(".") if "." in table else ["public", table]
         self.display_name = f"{redact_url(url)}#{table}"
@@ -65,14 +63,9 @@ class SqlTrail:
             raise AuditTrailError(self.display_name, "the table must be schema.table of lower-case letters")
         self.schema, self.name = parts
         try:
-            parsed = sa.engine.make_url(url)
-        except (ArgumentError, ValueError) as error:
-            raise AuditTrailError(self.display_name, f"not a usable URL ({type(error).__name__})") from None
-        if parsed.get_backend_name() != "postgresql":
-            raise AuditTrailError(self.display_name, "the table store needs PostgreSQL")
-        self._engine = sa.create_engine(
-            parsed.set(drivername="postgresql+psycopg"), poolclass=sa.pool.NullPool
-        )
+            self._engine, _ = open_database(url, backends=("postgresql",), driver="psycopg")
+        except ValueError as error:
+            raise AuditTrailError(self.display_name, f"the table store needs PostgreSQL: {error}") from None
         metadata = sa.MetaData()
         self.table = sa.Table(
             self.name,
@@ -171,10 +164,8 @@ class SqlTrail:
         self._ready = True
 
     def _error(self, error: Exception) -> AuditTrailError:
-        original = getattr(error, "orig", None) or error
-        state = getattr(original, "sqlstate", None)
         return AuditTrailError(
             self.display_name,
-            f"the database refused ({type(original).__name__}, SQLSTATE {state or 'unknown'}; its message is "
-            "withheld because it may quote records); nothing was appended",
+            f"the database refused ({error_cause(error)}, SQLSTATE {sqlstate(error) or 'unknown'}; its "
+            "message is withheld because it may quote records); nothing was appended",
         )

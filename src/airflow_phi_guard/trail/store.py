@@ -142,15 +142,19 @@ def _last_line(path: Path) -> str | None:
 
 
 def open_trail(target: str | os.PathLike[str]) -> AuditTrail:
-    """The trail at ``target``: a SQLAlchemy URL (``postgresql...``) opens the table store, anything else
-    names a JSONL file.
+    """The trail at ``target``: a URL (any text with ``://``) opens the table store, which refuses all but
+    PostgreSQL, rather than taking another database's URL for a file's path; anything else names a JSONL
+    file.
 
     :param target: a path, or a database URL with an optional ``#schema.table`` suffix.
     """
     text = os.fspath(target)
-    if text.startswith(("postgresql", "postgres://")):
+    if "://" in text:
         from airflow_phi_guard.trail.sql import SqlTrail
 
-        url, _, table = text.partition("#")
+        # The table follows the last "#"; what follows a "#" in a password is more than a table's name.
+        url, _, table = text.rpartition("#")
+        if not url or not all(part.isidentifier() for part in table.split(".")):
+            url, table = text, ""
         return SqlTrail(url, table) if table else SqlTrail(url)
     return JsonlTrail(text)

@@ -1,0 +1,915 @@
+"""The Spark executor: the Arrow executor's plan, checks and treatments run on PySpark, to the same output."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pa_dataset
+import pyarrow.parquet as pq
+
+from airflow_phi_guard.consent.admission import ConsentAdmission
+from airflow_phi_guard.consent.sources import ConsentSource
+from airflow_phi_guard.deid.risk import (
+    BelowK,
+    ReidentificationRisk,
+    RiskAccumulator,
+    RiskThresholds,
+    risk_refusals,
+)
+from airflow_phi_guard.deid.surrogate import MappingStore, normalized_identifiers
+from airflow_phi_guard.engine.common import (
+    Deidentified,
+    Keys,
+    Tally,
+    build_report,
+    column_treatments,
+    commit_surrogates,
+    mapping_store,
+    output_schema,
+    preflight,
+    publish,
+    recipient_refusals,
+    refusals_from,
+    scan_column,
+    withdraw,
+)
+from airflow_phi_guard.engine.executor import DEFAULT_BATCH_ROWS, GovernanceResult
+from airflow_phi_guard.engine.plan import ColumnPlan, Plan, Refusal, make_plan
+from airflow_phi_guard.engine.source import (
+    PARTITION_SCHEMA_FILE,
+    open_source,
+    partition_refusals,
+    remove_tree,
+)
+from airflow_phi_guard.exceptions import (
+    DataProcessingError,
+    InvalidValuesError,
+    ReidentificationRiskError,
+    SurrogateMappingError,
+)
+from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
+from airflow_phi_guard.phi.known import KnownValues
+from airflow_phi_guard.policy.models import Policy, Treatment
+from airflow_phi_guard.recipients.models import RecipientRegistry
+from airflow_phi_guard.report import GovernanceReport, SubjectManifestRecord, Verdict
+from airflow_phi_guard.trail.chain import TrailHead
+from airflow_phi_guard.trail.records import RunIds, record_run
+from airflow_phi_guard.trail.store import AuditTrail
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+#: Columns the executor adds to the rows for the consent join; the plan refuses no source name, so they
+#: carry a prefix no extract uses.
+_KEY = "__phi_guard_subject_key"
+_BLANK = "__phi_guard_subject_blank"
+_POSITION = "__phi_guard_registry_position"
+_ADMITTED = "__phi_guard_admitted"
+_SIZE = "__phi_guard_class_rows"
+
+_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+#: What the value scan of a partition returns: counts only, never a value.
+_COUNTS_SCHEMA = pa.schema(
+    [("kind", pa.string()), ("column", pa.string()), ("detail", pa.string()), ("count", pa.int64())]
+)
+_WRITTEN_SCHEMA = pa.schema(
+    [("partition", pa.int64()), ("rows", pa.int64()), ("files", pa.list_(pa.string()))]
+)
+
+
+def local_session(app_name: str = "phi-guard", *, partitions: int = 2) -> SparkSession:
+    """A Spark session in local mode, as the tests and the CLI use it: two cores, few shuffle partitions,
+    no UI, UTC as the session time zone, and the Python workers on this interpreter.
+
+    :param app_name: the application's name.
+    :param partitions: local cores and shuffle partitions.
+    """
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    return session_for(SparkSession.builder.master(f"local[{partitions}]"), app_name, partitions=partitions)
+
+
+def session_for(builder: Any, app_name: str, *, partitions: int = 2) -> SparkSession:
+    """Finish a session builder with the settings the executor relies on.
+
+    :param builder: a ``SparkSession.Builder`` with its master set.
+    :param app_name: the application's name.
+    :param partitions: shuffle partitions.
+    """
+    session = (
+        builder.appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        # A failed Python worker's traceback is shown without Spark's own frames; the executor's workers
+        # raise errors whose messages carry no values (see _value_free_errors).
+        .config("spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled", "true")
+        .getOrCreate()
+    )
+    # INFO lines of Spark name files and stages, never rows; WARN keeps the output readable.
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+def govern_spark(
+    policy: Policy,
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    spark: SparkSession,
+    consent: ConsentSource | str | os.PathLike[str] | None,
+    as_of: date,
+    pseudonym_key: bytes | None = None,
+    manifest_key: bytes | None = None,
+    date_shift_key: bytes | None = None,
+    surrogate_mapping: MappingStore | str | os.PathLike[str] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    recipients: RecipientRegistry | None = None,
+    trail: AuditTrail | str | os.PathLike[str] | None = None,
+    trail_ids: RunIds | None = None,
+    partition_by: Sequence[str] = (),
+) -> GovernanceResult:
+    """Apply ``policy`` to a Parquet ``source`` on Spark, and publish the governed set at ``output`` only if
+    every check passed; the parameters are those of :func:`~airflow_phi_guard.engine.executor.govern`.
+
+    The plan, the checks before rows are read, the treatments (pyarrow functions run per Arrow batch with
+    ``mapInArrow``), the value scan and the report are the Arrow executor's own, so that both give the same
+    output and the same report. Spark reads the rows, admits them by a broadcast join with the consent
+    registry, scans kept text in its workers (which return counts only), measures k and l with a
+    ``groupBy`` of the treated quasi-identifiers (suppressing small classes by an anti-join) and, only when
+    nothing was refused, treats and writes the rows in its workers as Parquet parts into a hidden folder
+    beside ``output``, renamed into place at the end. No output row passes through the driver.
+
+    Unlike the Arrow executor, the governed set is always a folder of Parquet parts (with the schema file
+    of a governed set, :data:`~airflow_phi_guard.engine.source.PARTITION_SCHEMA_FILE`), hive-partitioned
+    when ``partition_by`` is given; :func:`~airflow_phi_guard.engine.source.open_source` and
+    ``pyarrow.dataset`` read it back to the Arrow executor's schema and rows.
+
+    :param spark: the session to run on (:func:`local_session`, or one built from an Airflow connection).
+        Its workers write the parts, so they must see ``output``'s folder (local mode, or a shared file
+        system).
+    :raises ValueError: the source is not Parquet.
+    :raises DataProcessingError: Spark failed; its message names no value.
+    """
+    if not isinstance(source, str | os.PathLike):
+        raise ValueError("the Spark engine reads one Parquet file or folder; give one path, not a list")
+    source_path, output_path = Path(source).resolve(), Path(output).resolve()
+    if source_path.suffix.lower() == ".csv":
+        raise ValueError(
+            f"the Spark engine reads Parquet, and {source_path.name} is CSV; convert it, or use the Arrow "
+            "engine (--engine arrow)"
+        )
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    keys = Keys(pseudonym_key, manifest_key, date_shift_key)
+    previous = spark.conf.get(_BATCH_CONF, None)
+    # Arrow batches of the same size as the Arrow executor's, so that known values are matched within
+    # batches of the same size (they are matched within a batch, see the README's known limitations).
+    spark.conf.set(_BATCH_CONF, str(batch_rows))
+    try:
+        with mapping_store(policy, surrogate_mapping) as store:
+            result = _govern(
+                spark,
+                policy,
+                source_path,
+                output_path,
+                consent,
+                as_of,
+                keys,
+                store,
+                recipients,
+                tuple(partition_by),
+            )
+    except FileNotFoundError:
+        raise
+    except pa.ArrowException as error:
+        retryable = isinstance(error, pa.ArrowIOError)
+        raise DataProcessingError(str(source_path), type(error).__name__, retryable=retryable) from None
+    except (PySparkException, Py4JError) as error:
+        # Spark's message may quote a worker's traceback; only the class name goes on.
+        raise DataProcessingError(str(source_path), type(error).__name__, retryable=True) from None
+    finally:
+        if previous is None:
+            spark.conf.unset(_BATCH_CONF)
+        else:
+            spark.conf.set(_BATCH_CONF, previous)
+    if trail is None:
+        return result
+    try:
+        record = record_run(trail, result.report, ids=trail_ids)
+    except Exception:
+        if result.report.output is not None:
+            withdraw(Path(result.report.output), because="its audit trail record could not be written")
+        raise
+    return replace(result, trail_head=TrailHead(sequence=record.sequence, digest=record.digest))
+
+
+def _govern(
+    spark: SparkSession,
+    policy: Policy,
+    source_path: Path,
+    output_path: Path,
+    consent: ConsentSource | str | os.PathLike[str] | None,
+    as_of: date,
+    keys: Keys,
+    store: MappingStore | None,
+    recipients: RecipientRegistry | None,
+    partition_by: tuple[str, ...],
+) -> GovernanceResult:
+    from pyspark.sql import functions
+
+    plan = make_plan(policy, open_source(source_path).schema)
+    admission, refusals, deidentified = preflight(plan, consent, as_of, keys, store, recipients)
+    refusals.extend(partition_refusals(plan, partition_by))
+
+    def report(
+        verdict: Verdict,
+        tally: Tally,
+        published_at: Path | None,
+        manifest: SubjectManifestRecord | None = None,
+    ) -> GovernanceReport:
+        return build_report(
+            policy,
+            plan,
+            source_path,
+            consent,
+            as_of,
+            keys,
+            deidentified,
+            verdict,
+            tally,
+            refusals,
+            published_at,
+        ).model_copy(update={"manifest": manifest})
+
+    def refused(tally: Tally, stage: str) -> GovernanceResult:
+        withdraw(output_path)
+        log.info("policy %s refused the input %s: %d refusal(s)", policy.name, stage, len(refusals))
+        return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
+
+    tally = Tally()
+    if refusals:
+        return refused(tally, "before reading rows")
+
+    assert admission is not None
+    rows = _joined(spark, source_path, plan, admission)
+    _count_consent(rows, admission, policy.subject, tally)
+    codes = _surrogate_lookups(rows, plan, deidentified, tally)
+    if not tally.failures:
+        _scan_counts(rows, plan, as_of, keys, codes, tally)
+    thresholds = policy.deidentification.risk_thresholds
+    if thresholds is not None and tally.read and not tally.refused:
+        tally.failures.extend(_risk_column_failures(plan, thresholds))
+    refusals.extend(refusals_from(tally))
+    if refusals:
+        return refused(tally, f"after {tally.read} row(s)")
+
+    # Each step below reads the source again rather than caching the rows: a cache would hold PHI in
+    # Spark's block manager (memory and local disk) beyond the run's control, so the passes cost reads.
+    admitted = rows.filter(functions.col(_ADMITTED))
+    published = admitted
+    expected = tally.admitted
+    if thresholds is not None:
+        classes = _classes(admitted, plan, thresholds, as_of, keys, codes)
+        risk = _measure(classes, thresholds)
+        deidentified.risk = risk
+        refusals.extend(Refusal(ReidentificationRiskError, reason) for reason in risk_refusals(risk))
+        if refusals:
+            return refused(tally, f"after {tally.read} row(s)")
+        if risk.suppressed_rows:
+            published = _without_small_classes(admitted, classes, plan, thresholds, as_of, keys, codes)
+        expected = risk.rows
+
+    temporary = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        written = _write_parts(published, plan, as_of, keys, codes, temporary, partition_by)
+        if deidentified.risk is not None and deidentified.risk.suppressed_rows:
+            refusals.extend(_suppression_check(deidentified.risk, tally, written))
+        elif written != expected:
+            # Two passes over the source disagree: publish nothing rather than rows nobody checked.
+            raise DataProcessingError(str(source_path), "RowCountMismatch", retryable=True)
+        if not refusals and recipients is not None:
+            candidate = report(Verdict.PUBLISHED, tally, output_path)
+            refusals.extend(recipient_refusals(policy, candidate, recipients, as_of))
+        if not refusals:
+            refusals.extend(commit_surrogates(deidentified))
+        if refusals:
+            return refused(tally, f"after {tally.read} row(s)")
+        manifest = publish(temporary, output_path, tally, keys.manifest)
+    finally:
+        remove_tree(temporary)
+
+    log.info(
+        "policy %s (%s) published %d of %d row(s), %d column(s), on Spark",
+        policy.name,
+        policy.digest,
+        tally.admitted - tally.suppressed,
+        tally.read,
+        len(plan.published),
+    )
+    return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path, manifest), plan)
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _joined(spark: SparkSession, source: Path, plan: Plan, admission: ConsentAdmission) -> DataFrame:
+    """The planned columns of the source, each row with its registry position and admission, by a
+    broadcast join on the normalised subject id (the registry is held in memory anyway)."""
+    from pyspark.sql import functions
+    from pyspark.sql.types import BooleanType, StringType, StructField, StructType
+
+    frame = spark.read.parquet(str(source)).select(
+        *[functions.col(_quoted(name)) for name in plan.read_columns]
+    )
+    keyed_schema = StructType(
+        [*frame.schema.fields, StructField(_KEY, StringType()), StructField(_BLANK, BooleanType(), False)]
+    )
+    subject = plan.policy.subject
+    rule = plan.policy.consent.subject_ids
+    subject_type = plan.schema.field(subject).type
+
+    def keyed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from airflow_phi_guard.consent.admission import normalize_subject_ids
+
+        for batch in batches:
+            with _value_free_errors(str(source)):
+                normalized = normalize_subject_ids(batch.column(subject).cast(subject_type), rule)
+                blank = pc.fill_null(pc.equal(pc.utf8_length(normalized), 0), True)
+                key = pc.if_else(blank, pa.scalar(None, pa.string()), normalized)
+                yield pa.RecordBatch.from_arrays(
+                    [*batch.columns, key, blank], names=[*batch.schema.names, _KEY, _BLANK]
+                )
+
+    table = admission.join_table().rename_columns([_KEY, _POSITION, _ADMITTED])
+    registry = spark.createDataFrame(table)
+    return frame.mapInArrow(keyed, keyed_schema).join(functions.broadcast(registry), on=_KEY, how="left")
+
+
+def _count_consent(rows: DataFrame, admission: ConsentAdmission, subject: str, tally: Tally) -> None:
+    """The consent counts of the run as one aggregation: rows per registry position, unmatched, blank."""
+    counts = rows.groupBy(_POSITION, _BLANK).count().toArrow()
+    position = counts.column(_POSITION)
+    number = counts.column("count").to_numpy()
+    matched = pc.is_valid(position).to_numpy(zero_copy_only=False)
+    blank = counts.column(_BLANK).to_numpy(zero_copy_only=False) & ~matched
+    excluded = admission.admit_joined(
+        position.filter(pc.is_valid(position)).to_numpy(),
+        number[matched],
+        unmatched_rows=int(number[~matched & ~blank].sum()),
+        blank_rows=int(number[blank].sum()),
+    )
+    tally.read = int(number.sum())
+    tally.admission, tally.subject = admission, subject
+    tally.admitted = admission.counts().rows_admitted
+    tally.excluded.update({str(reason): count for reason, count in excluded.items() if count})
+
+
+@dataclass(frozen=True)
+class _FrozenCodes:
+    """The surrogate codes of one namespace for the identifiers of this run, looked up in the workers;
+    drawn on the driver beforehand, so that a code is drawn once whichever worker meets the person."""
+
+    identifiers: pa.Array
+    codes: pa.Array
+    store: str
+
+    def codes_for(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        identifiers = normalized_identifiers(values)
+        positions = pc.index_in(identifiers, value_set=self.identifiers)
+        if pc.any(pc.and_(pc.is_null(positions), pc.is_valid(identifiers))).as_py():
+            raise SurrogateMappingError(
+                [f"surrogate mapping {self.store}: an identifier met no code drawn for the run; run again"]
+            )
+        return pc.take(self.codes, positions)
+
+
+def _surrogate_lookups(
+    rows: DataFrame, plan: Plan, deidentified: Deidentified, tally: Tally
+) -> dict[str, _FrozenCodes]:
+    """Draw, on the driver, the codes of every distinct identifier the admitted rows hold, per namespace."""
+    from pyspark.sql import functions
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    columns = [column for column in plan.published if column.treatment is Treatment.SURROGATE]
+    by_namespace: dict[str, list[str]] = {}
+    for column in columns:
+        by_namespace.setdefault(plan.policy.columns[column.source].namespace or "", []).append(column.source)
+    lookups: dict[str, _FrozenCodes] = {}
+    schema = StructType([StructField("identifier", StringType())])
+    for namespace, sources in sorted(by_namespace.items()):
+        admitted = rows.filter(functions.col(_ADMITTED))
+        parts = []
+        for source in sources:
+            source_type = plan.schema.field(source).type
+
+            def normalized(batches: Iterator[pa.RecordBatch], source=source, source_type=source_type):
+                for batch in batches:
+                    with _value_free_errors(source):
+                        values = normalized_identifiers(batch.column(0).cast(source_type))
+                        yield pa.RecordBatch.from_arrays([values], names=["identifier"])
+
+            parts.append(admitted.select(functions.col(_quoted(source))).mapInArrow(normalized, schema))
+        union = parts[0]
+        for part in parts[1:]:
+            union = union.unionAll(part)
+        distinct = (
+            union.where(functions.col("identifier").isNotNull()).distinct().toArrow().column("identifier")
+        )
+        identifiers = distinct.combine_chunks().cast(pa.string())
+        codes = deidentified.codes[namespace]
+        try:
+            drawn = codes.codes_for(identifiers)
+        except SurrogateMappingError as error:
+            tally.failures.extend(Refusal(SurrogateMappingError, reason) for reason in error.refusals)
+            return {}
+        lookups[namespace] = _FrozenCodes(identifiers, drawn, codes.store.describe())
+    return lookups
+
+
+def _source_batch(batch: pa.RecordBatch, plan: Plan) -> pa.RecordBatch:
+    """A batch as Spark hands it, back in the source's Arrow types, which the treatments were made for."""
+    names = plan.read_columns
+    return pa.RecordBatch.from_arrays(
+        [batch.column(name).cast(plan.schema.field(name).type) for name in names],
+        schema=pa.schema([plan.schema.field(name) for name in names]),
+    )
+
+
+def _scan_counts(
+    rows: DataFrame, plan: Plan, as_of: date, keys: Keys, codes: dict[str, _FrozenCodes], tally: Tally
+) -> None:
+    """The value scan and the treatments' checks in the workers, returning counts only: identifiers found
+    in kept text (known values taken from every row of a batch, as in the Arrow executor), and values a
+    treatment could not read."""
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    source = plan.policy.name
+    schema = StructType(
+        [
+            StructField("kind", StringType()),
+            StructField("column", StringType()),
+            StructField("detail", StringType()),
+            StructField("count", LongType()),
+        ]
+    )
+
+    def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        treat = column_treatments(plan, as_of, keys, codes)  # type: ignore[arg-type]
+        for spark_batch in batches:
+            with _value_free_errors(source):
+                batch = _source_batch(spark_batch, plan)
+                part = Tally()
+                known = (
+                    KnownValues.from_batch(batch, plan.known_value_columns)
+                    if plan.known_value_columns
+                    else None
+                )
+                batch = batch.filter(pc.fill_null(spark_batch.column(_ADMITTED), False))
+                for column in plan.kept_text:
+                    scan_column(column, batch.column(column.source), plan.text_detectors, known, part)
+                failures: list[str] = []
+                for column in plan.published:
+                    try:
+                        treat[column.source](batch.column(column.source), batch)
+                    except InvalidValuesError as error:
+                        part.invalid[column.source] = error
+                    except SurrogateMappingError as error:
+                        failures.extend(error.refusals)
+                counts = [
+                    ("finding", source_column, identifier.value, count)
+                    for (source_column, identifier), count in part.findings.items()
+                ]
+                counts += [
+                    ("invalid", column, error.expected, error.count) for column, error in part.invalid.items()
+                ]
+                counts += [("failure", "", reason, 1) for reason in failures]
+                yield pa.RecordBatch.from_pylist(
+                    [dict(zip(_COUNTS_SCHEMA.names, row, strict=True)) for row in counts],
+                    schema=_COUNTS_SCHEMA,
+                )
+
+    for kind, column, detail, count in (
+        rows.mapInArrow(scan, schema).groupBy("kind", "column", "detail").sum("count").collect()
+    ):
+        if kind == "finding":
+            tally.findings[(column, SafeHarborIdentifier(detail))] += count
+        elif kind == "invalid":
+            tally.invalid[column] = InvalidValuesError(count, detail)
+        elif Refusal(SurrogateMappingError, detail) not in tally.failures:
+            tally.failures.append(Refusal(SurrogateMappingError, detail))
+
+
+def _risk_column_failures(plan: Plan, thresholds: RiskThresholds) -> list[Refusal]:
+    """The risk measure's refusal of a declared column of a type it cannot compare exactly, as the Arrow
+    executor meets it when the first batch is measured (the plan refuses undeclared ones already)."""
+    try:
+        RiskAccumulator(thresholds).add(output_schema(plan).empty_table())
+    except ReidentificationRiskError as error:
+        return [Refusal(ReidentificationRiskError, reason) for reason in error.refusals]
+    return []
+
+
+def _class_key_type(data_type: pa.DataType) -> pa.DataType:
+    """The Arrow type an output value is compared as in Spark: one whose equality in Spark is the equality
+    of Arrow's hashing (deid/risk.py), which compares the value's bits.
+
+    Spark's grouping makes ``-0.0`` equal to ``0.0`` and every NaN equal, and it has no unsigned or
+    nanosecond types; so floating point values are compared as their bit patterns, temporal values as
+    their integer counts, and decimals as their text (one scale per column, so the text is exact).
+    """
+    if pa.types.is_dictionary(data_type):
+        data_type = data_type.value_type
+    if pa.types.is_boolean(data_type):
+        return pa.bool_()
+    if (
+        pa.types.is_string(data_type)
+        or pa.types.is_large_string(data_type)
+        or pa.types.is_string_view(data_type)
+    ):
+        return pa.string()
+    if (
+        pa.types.is_binary(data_type)
+        or pa.types.is_large_binary(data_type)
+        or pa.types.is_binary_view(data_type)
+        or pa.types.is_fixed_size_binary(data_type)
+    ):
+        return pa.binary()
+    if (
+        pa.types.is_null(data_type)
+        or pa.types.is_integer(data_type)
+        or pa.types.is_floating(data_type)
+        or (pa.types.is_temporal(data_type) and data_type.bit_width in (32, 64))
+    ):
+        return pa.int64()
+    return pa.string()
+
+
+def _class_key(values: pa.Array) -> pa.Array:
+    """``values`` as :func:`_class_key_type` compares them; a missing value stays missing."""
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary.take(values.indices)
+    data_type = values.type
+    target = _class_key_type(data_type)
+    if pa.types.is_null(data_type):
+        return pa.nulls(len(values), pa.int64())
+    if pa.types.is_float16(data_type):
+        # as risk.py hashes it: a half float is a float, exactly
+        values, data_type = values.cast(pa.float32()), pa.float32()
+    if target == pa.int64() and not pa.types.is_integer(data_type):
+        bits = pa.int32() if data_type.bit_width == 32 else pa.int64()
+        return values.view(bits).cast(pa.int64())
+    if pa.types.is_uint64(data_type):
+        return values.view(pa.int64())
+    return values.cast(target)
+
+
+def _class_columns(plan: Plan, thresholds: RiskThresholds) -> tuple[list[ColumnPlan], list[ColumnPlan]]:
+    """The published columns of the quasi-identifiers and of the sensitive columns, in declared order."""
+    by_output = {column.output: column for column in plan.published}
+    return (
+        [by_output[name] for name in thresholds.quasi_identifiers],
+        [by_output[name] for name in thresholds.sensitive],
+    )
+
+
+def _with_class_keys(
+    frame: DataFrame,
+    plan: Plan,
+    thresholds: RiskThresholds,
+    as_of: date,
+    keys: Keys,
+    codes: dict[str, _FrozenCodes],
+    *,
+    keep_rows: bool,
+) -> DataFrame:
+    """The treated quasi-identifier (and sensitive) values of each row as Spark compares them exactly
+    (:func:`_class_key`), computed in the workers by the Arrow executor's treatments; with ``keep_rows``,
+    after the row's own columns, else alone and without the sensitive values."""
+    from pyspark.sql.types import BinaryType, BooleanType, LongType, StringType, StructField, StructType
+
+    spark_types = {pa.int64(): LongType(), pa.string(): StringType(), pa.binary(): BinaryType()}
+    spark_types[pa.bool_()] = BooleanType()
+    quasi_identifiers, sensitive = _class_columns(plan, thresholds)
+    measured = [*quasi_identifiers] if keep_rows else [*quasi_identifiers, *sensitive]
+    names = [_quasi_key(i) for i in range(len(quasi_identifiers))]
+    if not keep_rows:
+        names += [_sensitive_key(j) for j in range(len(sensitive))]
+    output = output_schema(plan)
+    fields = [
+        StructField(name, spark_types[_class_key_type(output.field(column.output).type)])
+        for name, column in zip(names, measured, strict=True)
+    ]
+    schema = StructType([*frame.schema.fields, *fields] if keep_rows else fields)
+    source = plan.policy.name
+
+    def class_keys(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        treat = column_treatments(plan, as_of, keys, codes)  # type: ignore[arg-type]
+        for spark_batch in batches:
+            with _value_free_errors(source):
+                batch = _source_batch(spark_batch, plan)
+                arrays = [
+                    _class_key(treat[column.source](batch.column(column.source), batch))
+                    for column in measured
+                ]
+                if keep_rows:
+                    arrays, all_names = [*spark_batch.columns, *arrays], [*spark_batch.schema.names, *names]
+                else:
+                    all_names = names
+                yield pa.RecordBatch.from_arrays(arrays, names=all_names)
+
+    return frame.mapInArrow(class_keys, schema)
+
+
+def _classes(
+    admitted: DataFrame,
+    plan: Plan,
+    thresholds: RiskThresholds,
+    as_of: date,
+    keys: Keys,
+    codes: dict[str, _FrozenCodes],
+) -> DataFrame:
+    """The equivalence classes of the published rows, one row each: the quasi-identifier keys, the class
+    size and, per sensitive column, its count of distinct values in the class.
+
+    Spark's grouping puts missing values together, so a missing quasi-identifier is a value of its own, and
+    its distinct count skips missing values, so a missing sensitive value adds no diversity: the rule of
+    :data:`~airflow_phi_guard.deid.risk.MISSING_VALUES_RULE`.
+    """
+    from pyspark.sql import functions
+
+    keyed = _with_class_keys(admitted, plan, thresholds, as_of, keys, codes, keep_rows=False)
+    quasi = [_quasi_key(i) for i in range(len(thresholds.quasi_identifiers))]
+    aggregations = [functions.count(functions.lit(1)).alias(_SIZE)]
+    aggregations += [
+        functions.count_distinct(functions.col(_sensitive_key(j))).alias(_distinct_key(j))
+        for j in range(len(thresholds.sensitive))
+    ]
+    return keyed.groupBy(*quasi).agg(*aggregations)
+
+
+def _measure(classes: DataFrame, thresholds: RiskThresholds) -> ReidentificationRisk:
+    """The risk of the published rows, from one aggregation over the classes, with the fields and the rules
+    of :meth:`~airflow_phi_guard.deid.risk.RiskAccumulator.measure`."""
+    from functools import reduce
+
+    from pyspark.sql import functions
+
+    size = functions.col(_SIZE)
+    small = size < thresholds.k_min
+    kept = ~small if thresholds.below_k is BelowK.SUPPRESS else functions.lit(True)
+    missing = reduce(
+        lambda left, right: left | right,
+        [functions.col(_quasi_key(i)).isNull() for i in range(len(thresholds.quasi_identifiers))],
+    )
+
+    def total(condition: Any, value: Any = 1) -> Any:
+        return functions.sum(functions.when(condition, value).otherwise(0))
+
+    aggregations = [
+        total(small).alias("classes_below_k"),
+        total(small, size).alias("rows_below_k"),
+        total(kept).alias("classes"),
+        total(kept, size).alias("rows"),
+        functions.min(functions.when(kept, size)).alias("k"),
+        total(kept & (size == 1)).alias("singletons"),
+        total(kept & missing, size).alias("missing"),
+    ]
+    distinct = [functions.col(_distinct_key(j)) for j in range(len(thresholds.sensitive))]
+    if distinct:
+        least = functions.least(*distinct) if len(distinct) > 1 else distinct[0]
+        aggregations.append(functions.min(functions.when(kept, least)).alias("l"))
+        aggregations.append(total(kept & (least < thresholds.l_min)).alias("classes_below_l"))
+    [row] = classes.agg(*aggregations).collect()
+    counts = row.asDict()
+    rows = counts["rows"] or 0
+    classes_below_k = counts["classes_below_k"] or 0
+    suppress = thresholds.below_k is BelowK.SUPPRESS and classes_below_k
+    return ReidentificationRisk(
+        quasi_identifiers=tuple(thresholds.quasi_identifiers),
+        sensitive=tuple(thresholds.sensitive),
+        k_min=thresholds.k_min,
+        l_min=thresholds.l_min,
+        below_k=thresholds.below_k,
+        rows=rows,
+        k=counts["k"],
+        classes=counts["classes"] or 0,
+        classes_below_k=classes_below_k,
+        unique_share=(counts["singletons"] or 0) / rows if rows else 0.0,
+        l=counts.get("l"),
+        classes_below_l=counts.get("classes_below_l") or 0,
+        suppressed_rows=(counts["rows_below_k"] or 0) if suppress else 0,
+        rows_with_missing_quasi_identifier=counts["missing"] or 0,
+    )
+
+
+def _without_small_classes(
+    admitted: DataFrame,
+    classes: DataFrame,
+    plan: Plan,
+    thresholds: RiskThresholds,
+    as_of: date,
+    keys: Keys,
+    codes: dict[str, _FrozenCodes],
+) -> DataFrame:
+    """``below_k: suppress`` in Spark: the admitted rows joined with the classes smaller than k_min on
+    their quasi-identifier keys (a missing value matching a missing one), and only the unmatched kept."""
+    from functools import reduce
+
+    from pyspark.sql import functions
+
+    quasi = [_quasi_key(i) for i in range(len(thresholds.quasi_identifiers))]
+    keyed = _with_class_keys(admitted, plan, thresholds, as_of, keys, codes, keep_rows=True)
+    small = classes.where(functions.col(_SIZE) < thresholds.k_min).select(
+        *[functions.col(name).alias(f"{name}_small") for name in quasi]
+    )
+    matches = reduce(
+        lambda left, right: left & right,
+        [keyed[name].eqNullSafe(small[f"{name}_small"]) for name in quasi],
+    )
+    return keyed.join(small, on=matches, how="left_anti").drop(*quasi)
+
+
+def _suppression_check(risk: ReidentificationRisk, tally: Tally, written: int) -> list[Refusal]:
+    """Refuse when the rows written disagree with the rows the measure kept, as the Arrow executor's
+    suppression pass does; record the suppression otherwise."""
+    removed = tally.admitted - written
+    if written != risk.rows or removed != risk.suppressed_rows:
+        return [
+            Refusal(
+                ReidentificationRiskError,
+                f"re-identification risk: suppression removed {removed} row(s) where the measure counted "
+                f"{risk.suppressed_rows} in classes smaller than k_min; nothing was published",
+            )
+        ]
+    tally.suppressed = removed
+    log.info(
+        "suppressed %d row(s) of %d equivalence class(es) smaller than k_min %d",
+        removed,
+        risk.classes_below_k,
+        risk.k_min,
+    )
+    return []
+
+
+def _write_parts(
+    rows: DataFrame,
+    plan: Plan,
+    as_of: date,
+    keys: Keys,
+    codes: dict[str, _FrozenCodes],
+    folder: Path,
+    partition_by: tuple[str, ...],
+) -> int:
+    """Treat the rows in the workers and write them into ``folder`` as Parquet parts of the output's exact
+    Arrow schema (hive-partitioned by ``partition_by``, as the Arrow executor lays them out), with the
+    schema file that marks a governed set; returns the rows written.
+
+    Each task attempt names its files apart; only the files of the attempts whose results Spark returned
+    are kept, so a failed or repeated attempt leaves nothing behind. The workers must see ``folder`` where
+    the driver does (local mode, or a file system shared by the cluster).
+    """
+    from pyspark import TaskContext
+    from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
+
+    schema = output_schema(plan)
+    source = plan.policy.name
+    location = str(folder)
+    partitioning = (
+        pa_dataset.partitioning(pa.schema([schema.field(name) for name in partition_by]), flavor="hive")
+        if partition_by
+        else None
+    )
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        context = TaskContext.get()
+        partition = context.partitionId() if context else 0
+        attempt = context.attemptNumber() if context else 0
+        treat = column_treatments(plan, as_of, keys, codes)  # type: ignore[arg-type]
+        files: list[str] = []
+        written = 0
+
+        def governed() -> Iterator[pa.RecordBatch]:
+            nonlocal written
+            for spark_batch in batches:
+                batch = _source_batch(spark_batch, plan)
+                arrays = [
+                    treat[column.source](batch.column(column.source), batch) for column in plan.published
+                ]
+                written += batch.num_rows
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+        with _value_free_errors(source):
+            if partitioning is None:
+                path = os.path.join(location, f"part-{partition:05d}-{attempt}.parquet")
+                writer = None
+                try:
+                    for batch in governed():
+                        if batch.num_rows == 0:
+                            continue
+                        if writer is None:
+                            writer = pq.ParquetWriter(path, schema)
+                            files.append(os.path.basename(path))
+                        writer.write_batch(batch)
+                finally:
+                    if writer is not None:
+                        writer.close()
+            else:
+                pa_dataset.write_dataset(
+                    governed(),
+                    location,
+                    schema=schema,
+                    format="parquet",
+                    partitioning=partitioning,
+                    basename_template=f"part-{partition:05d}-{attempt}-{{i}}.parquet",
+                    # the partition folders are shared by the tasks; each task's files are its own
+                    existing_data_behavior="overwrite_or_ignore",
+                    file_visitor=lambda file: files.append(os.path.relpath(file.path, location)),
+                )
+        yield pa.RecordBatch.from_pylist(
+            [{"partition": partition, "rows": written, "files": files}], schema=_WRITTEN_SCHEMA
+        )
+
+    result_schema = StructType(
+        [
+            StructField("partition", LongType()),
+            StructField("rows", LongType()),
+            StructField("files", ArrayType(StringType())),
+        ]
+    )
+    folder.mkdir()
+    # Known shortcoming: the workers write to the path the driver names, so a cluster needs a file system
+    # that every node mounts at that path; an fsspec or pyarrow file system for object stores would lift it.
+    results = rows.mapInArrow(write, result_schema).toArrow()
+    kept = {name for names in results.column("files").to_pylist() for name in names}
+    _remove_other_files(folder, kept)
+    if not partition_by and not kept:
+        # no row to publish: one empty part still carries the schema, as the Arrow executor's empty file
+        pq.write_table(schema.empty_table(), folder / "part-00000.parquet")
+    pq.write_metadata(schema, folder / PARTITION_SCHEMA_FILE)
+    return int(pc.sum(results.column("rows")).as_py() or 0)
+
+
+def _remove_other_files(folder: Path, kept: set[str]) -> None:
+    """Remove the files under ``folder`` that no returned task attempt wrote, and folders left empty; an
+    error names ``folder`` only, since partition folders are named by values."""
+    try:
+        for root, folders, names in os.walk(folder, topdown=False):
+            for name in names:
+                path = os.path.join(root, name)
+                if os.path.relpath(path, folder) not in kept:
+                    os.unlink(path)
+            for name in folders:
+                path = os.path.join(root, name)
+                if not os.listdir(path):
+                    os.rmdir(path)
+    except OSError as error:
+        raise OSError(error.errno, "could not remove a part of a failed task attempt", str(folder)) from None
+
+
+@contextmanager
+def _value_free_errors(source: str) -> Iterator[None]:
+    """Turn any error of a worker into one whose message names no value: Spark logs a failed task's
+    traceback, and pyarrow's messages can quote the value that failed to convert.
+
+    :param source: what the error names: the policy whose run failed.
+    """
+    try:
+        yield
+    except (InvalidValuesError, SurrogateMappingError):
+        raise
+    except Exception as error:
+        raise DataProcessingError(source, type(error).__name__, retryable=False) from None
+
+
+def _quasi_key(i: int) -> str:
+    return f"__phi_guard_quasi_{i}"
+
+
+def _sensitive_key(j: int) -> str:
+    return f"__phi_guard_sensitive_{j}"
+
+
+def _distinct_key(j: int) -> str:
+    return f"__phi_guard_distinct_{j}"
