@@ -35,7 +35,7 @@ benchmark: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCHMARK_ARGS)
 
 # Governance at 1, 10 and 30 million generated rows against a bare pyarrow pass, its peak memory, k-anonymity
-# against DuckDB and the operator's import cost (benchmarks/README.md). DuckDB (a 20 MB wheel the tests do
+# against DuckDB and the operator's import cost (benchmarks/README.md). DuckDB (a 24 MB wheel the tests do
 # not need) is installed into .venv by this target only, at this pin. SCALE_SIZES=1M,10M selects sizes.
 DUCKDB_VERSION := 2.0.0
 SCALE_SIZES ?= 1M,10M,30M

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import io
 import json
 import os
@@ -30,13 +31,24 @@ AIRFLOW_PACKAGE = Path(importlib.import_module("airflow").__file__).parent
 OPERATORS_SOURCE = REPO / "src" / "airflow_phi_guard" / "operators"
 
 #: The connection types the issue asks for (consent registry, pseudonym key, recipient registry), plus
-#: the subject manifest key, which the operators read too.
+#: the subject manifest key and the date shift key, which the operators read too.
 CONNECTION_TYPES = {
     "phi_guard_consent_registry": "ConsentRegistryHook",
     "phi_guard_pseudonym_key": "PseudonymKeyHook",
     "phi_guard_recipient_registry": "RecipientRegistryHook",
     "phi_guard_manifest_key": "ManifestKeyHook",
+    "phi_guard_date_shift_key": "DateShiftKeyHook",
 }
+KEY_CONNECTION_TYPES = ("phi_guard_pseudonym_key", "phi_guard_manifest_key", "phi_guard_date_shift_key")
+
+#: Every operator that reads each option of [phi_guard] (the cluster policy reads recipient_registry too):
+#: an option's description must name all of them, or a deployment cannot tell what setting it changes.
+OPTION_READERS = {
+    "policy_folder": {"PhiPolicyOperator"},
+    "trail": {"PhiPolicyOperator", "RecipientGateOperator"},
+    "recipient_registry": {"RecipientGateOperator", "BatchInferenceOperator"},
+}
+OPERATOR_NAMES = {"PhiPolicyOperator", "RecipientGateOperator", "BatchInferenceOperator"}
 CANARY_PASSWORD = "CANARY-REGISTRY-PASSWORD-5151"
 
 
@@ -105,7 +117,7 @@ class TestProviderInfo:
 
     def test_a_key_connection_shows_only_its_password(self, info: dict):
         listed = {entry["connection-type"]: entry for entry in info["connection-types"]}
-        for connection_type in ("phi_guard_pseudonym_key", "phi_guard_manifest_key"):
+        for connection_type in KEY_CONNECTION_TYPES:
             behaviour = listed[connection_type]["ui-field-behaviour"]
             assert set(behaviour["hidden-fields"]) == {"host", "port", "login", "schema", "extra"}
             assert "password" in behaviour["relabeling"]
@@ -128,6 +140,21 @@ class TestProviderInfo:
             assert option["default"] == ""
             # an option no operator reads would promise a setting that changes nothing
             assert re.search(rf'conf\.get\(\s*"phi_guard",\s*"{name}"', sources), name
+
+    def test_each_option_names_the_operators_that_read_it(self, info: dict):
+        options = info["config"]["phi_guard"]["options"]
+        assert set(options) == set(OPTION_READERS)
+        for name, readers in OPTION_READERS.items():
+            named = {operator for operator in OPERATOR_NAMES if operator in options[name]["description"]}
+            assert named == readers, name
+
+    def test_the_default_date_shift_connection_is_of_the_declared_type(self, info: dict):
+        from airflow_phi_guard.operators.hooks import DateShiftKeyHook
+        from airflow_phi_guard.operators.policy import PhiPolicyOperator
+
+        default = inspect.signature(PhiPolicyOperator.__init__).parameters["date_shift_key_conn_id"].default
+        assert default == DateShiftKeyHook.default_conn_name
+        assert DateShiftKeyHook.conn_type in {entry["connection-type"] for entry in info["connection-types"]}
 
     def test_it_imports_nothing_heavy(self):
         # Airflow's provider manager calls it in every process; it must stay a literal.
@@ -205,6 +232,80 @@ class TestTheConfigurationIsRead:
         with pytest.raises(AirflowFailException, match="bad policy"):
             operator.execute(context={})
         assert not Path(operator.output_path).exists()
+
+
+class TestDateShiftKeyHook:
+    def test_the_key_is_the_password_of_a_connection_of_its_type(self, monkeypatch: pytest.MonkeyPatch):
+        from airflow_phi_guard.operators.hooks import DateShiftKeyHook
+
+        connection = {"conn_type": "phi_guard_date_shift_key", "password": CANARY_PASSWORD}
+        monkeypatch.setenv("AIRFLOW_CONN_PHI_GUARD_TEST_SHIFT_KEY", json.dumps(connection))
+
+        assert DateShiftKeyHook("phi_guard_test_shift_key").get_key() == CANARY_PASSWORD.encode()
+
+    def test_a_missing_connection_is_no_key(self, monkeypatch: pytest.MonkeyPatch):
+        from airflow_phi_guard.operators.hooks import DateShiftKeyHook
+
+        monkeypatch.delenv("AIRFLOW_CONN_PHI_GUARD_TEST_NO_SHIFT_KEY", raising=False)
+
+        # no key: the engine then refuses a policy that shifts dates (tests/operators/test_policy_operator.py)
+        assert DateShiftKeyHook("phi_guard_test_no_shift_key").get_key() is None
+
+    def test_the_policy_operator_reads_the_key_through_it(self, monkeypatch: pytest.MonkeyPatch, tmp_path):
+        from airflow_phi_guard.operators.policy import PhiPolicyOperator
+
+        connection = {"conn_type": "phi_guard_date_shift_key", "password": "d" * 32}
+        monkeypatch.setenv("AIRFLOW_CONN_PHI_GUARD_TEST_SHIFT_KEY", json.dumps(connection))
+        operator = PhiPolicyOperator(
+            task_id="govern",
+            policy_path="p.yaml",
+            input_path="i",
+            output_path="o",
+            report_path="r",
+            date_shift_key_conn_id="phi_guard_test_shift_key",
+        )
+
+        assert operator._date_shift_key() == b"d" * 32
+
+
+class TestBatchInferenceReadsTheRecipientRegistryOption:
+    def test_without_recipients_path_the_configured_registry_judges_the_batch(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from airflow_phi_guard.operators.inference import BatchInferenceOperator
+        from tests.recipients.test_inference_gate import REGISTRY_TEXT
+
+        registry = tmp_path / "recipients.yaml"
+        registry.write_text(REGISTRY_TEXT)
+        monkeypatch.setenv("AIRFLOW__PHI_GUARD__RECIPIENT_REGISTRY", str(registry))
+        scored = tmp_path / "input.parquet"
+        pq.write_table(pa.table({"AGE": [61, 44]}), scored)
+
+        def score(input_path: str, output_path: str) -> int:
+            pq.write_table(pa.table({"score": [0.1, 0.2]}), output_path)
+            return 2
+
+        operator = BatchInferenceOperator(
+            task_id="score",
+            model_name="m",
+            model_version="1",
+            input_path=str(scored),
+            output_path=str(tmp_path / "scores.parquet"),
+            trail_path=str(tmp_path / "trail.jsonl"),
+            score=score,
+            recipient="inference-vendor",
+            run_date="2026-06-01",
+        )
+
+        operator.execute(context={})
+
+        gate = json.loads((tmp_path / "trail.jsonl").read_text().splitlines()[0])
+        # only the configured registry lists this vendor's agreement: without it the gate would refuse
+        assert (gate["kind"], gate["verdict"]) == ("gate-decision", "passed")
+        assert gate["details"]["agreement"] == "BAA-INF-1"
 
 
 def test_a_consent_registry_connection_reads_its_postgresql_database(

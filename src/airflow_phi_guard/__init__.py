@@ -75,6 +75,19 @@ def _connection_types() -> list[dict[str, object]]:
             },
         },
         {
+            "connection-type": "phi_guard_date_shift_key",
+            "hook-class-name": f"{_HOOKS}.DateShiftKeyHook",
+            "hook-name": "PHI Guard date shift key",
+            "ui-field-behaviour": {
+                "hidden-fields": _KEY_FIELDS_HIDDEN,
+                "relabeling": {"password": "Date shift key"},
+                "placeholders": {
+                    "description": "key of the date-shift treatment's per-subject shifts (at least 32 "
+                    "bytes); only its fingerprint is ever recorded",
+                },
+            },
+        },
+        {
             "connection-type": "phi_guard_manifest_key",
             "hook-class-name": f"{_HOOKS}.ManifestKeyHook",
             "hook-name": "PHI Guard subject manifest key",
@@ -133,17 +146,20 @@ def _configuration() -> dict[str, object]:
                 "default": "",
             },
             "trail": {
-                "description": "The audit trail PhiPolicyOperator records each run in when the task gives "
-                "no trail_path: a JSONL file, or a PostgreSQL URL with #schema.table. Empty: no record.",
+                "description": "The audit trail PhiPolicyOperator records each run in, and "
+                "RecipientGateOperator each gate decision, when the task gives no trail_path: a JSONL "
+                "file, or a PostgreSQL URL with #schema.table. Empty: no record.",
                 "version_added": "0.1.0",
                 "type": "string",
                 "example": "/var/lib/phi-guard/audit-trail.jsonl",
                 "default": "",
             },
             "recipient_registry": {
-                "description": "The recipient registry (YAML) of RecipientGateOperator when the task gives "
-                "no recipients_path, and of the cluster policy that judges exports when DAGs are parsed. "
-                "Empty: the PHI_GUARD_RECIPIENT_REGISTRY environment variable, else none.",
+                "description": "The recipient registry (YAML) of RecipientGateOperator and of "
+                "BatchInferenceOperator (for a model a recipient serves) when the task gives no "
+                "recipients_path or registry connection, and of the cluster policy that judges exports "
+                "when DAGs are parsed. Empty: the PHI_GUARD_RECIPIENT_REGISTRY environment variable, else "
+                "none.",
                 "version_added": "0.1.0",
                 "type": "string",
                 "example": "/opt/airflow/phi-guard/recipients.yaml",

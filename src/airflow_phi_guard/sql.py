@@ -1,16 +1,11 @@
-"""Open a database by SQLAlchemy URL and read its errors without ever showing a password or a driver message.
-
-Database drivers quote statements, parameters and rows in their messages, and SQLAlchemy repeats the URL,
-password included, in some of its own. The helpers here give what a message may show instead: the URL
-without its password, the database's OpenLineage name, a table name checked against a plain identifier
-pattern, the SQLSTATE of a failure and the class name of the underlying error. SQLAlchemy is imported only
-inside the function that opens an engine.
-"""
+"""Open a database by SQLAlchemy URL and read its errors, never showing a password or a driver message."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +60,8 @@ def open_database(
 ) -> tuple[Any, DatabaseLocation]:
     """A SQLAlchemy engine for a URL, without a pool, and the database's location for names and lineage.
 
-    No connection is opened here: an unreachable server shows only when the engine is first used.
+    No connection is opened here: an unreachable server shows only when the engine is first used. SQLAlchemy
+    is imported here only, and its messages are never shown, since some repeat the URL, password included.
 
     :param url: e.g. ``postgresql+psycopg://user@host:5432/db``; a password in it is used, never shown.
     :param backends: the backends the caller can use (e.g. ``("postgresql",)``); any, when None.
@@ -194,3 +190,73 @@ def close_quietly(resource: Any) -> None:
         resource.close()
     except Exception as error:
         log.debug("closing a database resource failed: %s", type(error).__name__)
+
+
+@contextmanager
+def connected(
+    connect: Callable[[], Any],
+    source: str,
+    unavailable: Callable[[str, str], Exception],
+    on_close: Callable[[], None] | None = None,
+) -> Iterator[Any]:
+    """A DB-API connection for the block: closed when it ends, and then ``on_close`` called, whatever
+    happened.
+
+    A failure to connect carries no SQLSTATE, so it counts as a database that is not there right now: a
+    wrong database name or password is then retried like a server that is down, which only delays the
+    failure.
+
+    :param connect: opens the connection, e.g. an Airflow hook's ``get_conn`` or a SQLAlchemy engine's
+        ``raw_connection``.
+    :param source: how errors name the database's table.
+    :param unavailable: builds the caller's retryable error from ``source`` and the cause's class name.
+    :param on_close: called last, e.g. to dispose of a SQLAlchemy engine.
+    :raises Exception: ``unavailable(source, cause)`` when the connection cannot be opened; the driver's
+        message is dropped.
+    """
+    try:
+        try:
+            connection = connect()
+        except Exception as error:
+            raise unavailable(source, error_cause(error)) from None
+        try:
+            yield connection
+        finally:
+            close_quietly(connection)
+    finally:
+        if on_close is not None:
+            on_close()
+
+
+def statement_error(
+    error: BaseException,
+    source: str,
+    *,
+    refuse: Callable[[str], Exception],
+    unavailable: Callable[[str, str], Exception],
+    problems: Mapping[str, str] = TABLE_STATE_PROBLEMS,
+    check: str = "the table",
+) -> Exception:
+    """The refusal or retryable failure a driver's error stands for; its message is never used, since
+    drivers quote statements, parameters and rows in it.
+
+    A SQLSTATE of ``problems`` says what to fix; one of a database that is not there right now (or, without
+    a SQLSTATE, an ``OperationalError``: sqlite3 reports a missing table so, and is then retried in vain) is
+    retryable; anything else is refused with the cause's class name only.
+
+    :param error: the driver's error, or SQLAlchemy's wrapper of it.
+    :param source: how errors name the database's table.
+    :param refuse: builds the caller's refusal from the end of a message (``cannot be read ...``).
+    :param unavailable: builds the caller's retryable error from ``source`` and the cause's class name.
+    :param problems: what each known SQLSTATE means, in words a message may show.
+    :param check: what the user should check when the SQLSTATE is not known, e.g. ``the table or query``.
+    """
+    state = sqlstate(error)
+    if state in problems:
+        return refuse(f"cannot be read: {problems[state]}")
+    if is_unavailable(error):
+        return unavailable(source, error_cause(error))
+    return refuse(
+        f"cannot be read ({error_cause(error)}); check {check}, the driver's message is withheld because it "
+        "may quote rows"
+    )

@@ -641,3 +641,47 @@ def test_the_subject_manifest_of_a_partitioned_set_sits_beside_its_folder_and_go
     assert published.report.manifest.path == str(output.parent / "governed.subjects.parquet")
     assert refused.report.verdict is Verdict.REFUSED
     assert os.listdir(output.parent) == []
+
+
+def test_a_partitioned_set_of_no_rows_reads_back_empty_with_its_schema_and_validates(tmp_path: Path):
+    """Every subject has revoked consent, so the run publishes no row; partition folders exist only for
+    rows, so the set is its recorded schema alone, and it must read back and validate as an empty set."""
+    from airflow_phi_guard.quality.validate import validate_governed_dataset
+
+    source = tmp_path / "source.parquet"
+    pq.write_table(_table(), source)
+    flat = _govern(tmp_path, source, tmp_path / "flat")
+    assert flat.report.published, flat.refusals
+    revoked = tmp_path / "revoked.csv"
+    revoked.write_text(
+        "subject_id,basis,purposes,granted_at,expires_at,revoked_at,reference\n"
+        + "".join(
+            f"{subject},research-authorization,model-training,2020-01-01,,2021-01-01,AUTH-{number}\n"
+            for number, subject in enumerate(SUBJECTS)
+        )
+    )
+    output = tmp_path / "partitioned"
+
+    result = govern(
+        _policy(),
+        source,
+        output,
+        consent=revoked,
+        as_of=AS_OF,
+        pseudonym_key=KEY,
+        partition_by=["VISIT_YEAR", "ZIP3"],
+    )
+
+    assert result.report.published, result.refusals
+    read_back = open_source(output).to_table()
+    assert read_back.num_rows == 0
+    assert read_back.schema == open_source(tmp_path / "flat").schema
+    summary = validate_governed_dataset(
+        output,
+        result.report,
+        suite_name="no-rows",
+        data_docs_dir=tmp_path / "docs",
+        gx_project_dir=tmp_path / "gx",
+    )
+    assert summary.success, summary.failures
+    assert summary.statistics.evaluated > 0

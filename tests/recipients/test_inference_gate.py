@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_phi_guard.exceptions import RecipientNotPermittedError
+from airflow_phi_guard.exceptions import RecipientNotPermittedError, RecipientRegistryUnavailableError
 from airflow_phi_guard.operators.inference import BatchInferenceOperator
 from airflow_phi_guard.recipients import parse_recipient_registry
 from airflow_phi_guard.trail.anchors import verify_trail
@@ -185,6 +185,76 @@ def test_a_vendor_model_without_a_registry_is_refused_and_recorded(tmp_path: Pat
     assert (record["kind"], record["verdict"]) == ("gate-decision", "refused")
 
 
+# (report file content, what is wrong with it): none of them can show the input is de-identified, so the
+# input counts as PHI and a vendor without an agreement is refused (fail closed), never an error of the code.
+MALFORMED_REPORTS = [
+    # JSON, but a list, not an object
+    (json.dumps([{"safe_harbor": {"status": "met"}}, CANARY_SUBJECT]), "list"),
+    # JSON, but a bare string
+    (json.dumps(CANARY_SUBJECT), "str"),
+    # an object whose policy is not an object
+    (json.dumps({"verdict": "published", "policy": CANARY_SUBJECT, "safe_harbor": {"status": "met"}}), None),
+    # an object whose policy digest is not text
+    (
+        json.dumps(
+            {
+                "verdict": "published",
+                "policy": {"name": "p", "digest": 7},
+                "purpose": "model-training",
+                "safe_harbor": {"status": "met"},
+                "output": CANARY_SSN,
+            }
+        ),
+        None,
+    ),
+    # an object whose Safe Harbor status is not text
+    (
+        json.dumps(
+            {"verdict": "published", "policy": {"name": "p"}, "safe_harbor": {"status": [CANARY_SSN]}}
+        ),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "json_type"),
+    MALFORMED_REPORTS,
+    ids=["list", "string", "policy-not-object", "digest-not-text", "status-not-text"],
+)
+def test_a_report_that_is_no_governance_report_counts_as_phi(
+    tmp_path, scored_input, caplog, content, json_type
+):
+    trail, report = tmp_path / "trail.jsonl", tmp_path / "report.json"
+    report.write_text(content)
+
+    with (
+        caplog.at_level("WARNING", logger="airflow_phi_guard.trail.inference"),
+        pytest.raises(RecipientNotPermittedError, match=r"164\.502"),
+        inference_audit(
+            "m",
+            "1",
+            scored_input,
+            trail=trail,
+            recipient="no-baa-vendor",
+            recipients=REGISTRY,
+            run_date=RUN,
+            governance_report=report,
+        ),
+    ):
+        pytest.fail("the batch must not run")
+
+    (record,) = _records(trail)
+    assert (record["kind"], record["verdict"]) == ("gate-decision", "refused")
+    warnings = [entry.getMessage() for entry in caplog.records if entry.levelname == "WARNING"]
+    assert any("the input counts as PHI" in message for message in warnings)
+    if json_type is not None:
+        assert any(f"of type {json_type}" in message for message in warnings)
+    for canary in (CANARY_SUBJECT, CANARY_SSN):
+        assert canary not in caplog.text
+        assert canary not in trail.read_text(encoding="utf-8")
+
+
 def test_an_internal_model_is_not_gated(tmp_path: Path, scored_input: Path):
     trail = tmp_path / "trail.jsonl"
     with inference_audit("m", "1", scored_input, trail=trail):
@@ -240,6 +310,42 @@ class TestBatchInferenceOperator:
         assert summary["trail_sequence"] == 2
         kinds = [(record["kind"], record["verdict"]) for record in _records(tmp_path / "trail.jsonl")]
         assert kinds == [("gate-decision", "passed"), ("inference", "logged")]
+
+    def test_an_unreadable_registry_file_is_a_refused_decision_in_the_trail(self, tmp_path, scored_input):
+        operator = _operator(tmp_path, scored_input, "inference-vendor")
+        Path(operator.recipients_path).write_text(f"recipients: [{CANARY_SUBJECT}\n")
+
+        with pytest.raises(AirflowFailException, match="bad recipient registry") as caught:
+            operator.execute(context={"run_id": "manual__2026-06-01"})
+
+        assert not (tmp_path / "scores.parquet").exists()
+        (record,) = _records(tmp_path / "trail.jsonl")
+        assert (record["kind"], record["verdict"]) == ("gate-decision", "refused")
+        assert (record["task_id"], record["run_id"]) == ("score", "manual__2026-06-01")
+        assert record["details"]["recipient"] == "inference-vendor"
+        assert record["details"]["agreement"] is None
+        assert "164.502(e)" in record["details"]["rule"]
+        assert verify_trail(JsonlTrail(tmp_path / "trail.jsonl")).intact
+        for canary in (CANARY_SUBJECT, CANARY_SSN):
+            assert canary not in str(caught.value)
+            assert canary not in (tmp_path / "trail.jsonl").read_text(encoding="utf-8")
+
+    def test_an_unreachable_registry_database_is_recorded_and_stays_retryable(
+        self, tmp_path, scored_input, monkeypatch
+    ):
+        # nothing listens on port 1: the database cannot be reached, which a retry may heal
+        monkeypatch.setenv("AIRFLOW_CONN_PHI_GUARD_TEST_NO_SERVER", "postgres://postgres@127.0.0.1:1/test")
+        operator = _operator(tmp_path, scored_input, "inference-vendor")
+        operator.recipients_path = None
+        operator.recipient_registry_conn_id = "phi_guard_test_no_server"
+        operator.recipient_registry_table = "recipients"
+
+        with pytest.raises(RecipientRegistryUnavailableError):
+            operator.execute(context={})
+
+        assert not (tmp_path / "scores.parquet").exists()
+        (record,) = _records(tmp_path / "trail.jsonl")
+        assert (record["kind"], record["verdict"]) == ("gate-decision", "refused")
 
     def test_the_gate_fields_are_templated(self):
         for field in (

@@ -1,38 +1,4 @@
-"""A consent registry read from a SQL table or query, through a SQLAlchemy URL or any DB-API connection.
-
-The rows are fetched in chunks (``cursor.fetchmany``, a server-side cursor where the driver has one) into
-Arrow arrays, without pandas, and then validated by ``registry_from_table`` under the same rules as a
-file. Only the registry's columns (``REGISTRY_COLUMNS``) are selected from a table; other columns of a
-query are ignored. Column types, as PostgreSQL returns them through psycopg:
-
-======================  =========================================================================
-registry column         SQL types read
-======================  =========================================================================
-``subject_id``          ``text``/``varchar``, integers (compared as their decimal text), ``uuid``
-``basis``, ``reference`` ``text``/``varchar`` (``uuid`` is read as its text)
-``purposes``            ``text[]``, or ``text`` holding ``;``-separated purposes as in CSV
-dates                   ``date``; ``timestamp`` (its calendar date as written); ``timestamptz``
-                        (its calendar date in the session's ``TimeZone``, which the driver
-                        returns it in); ISO 8601 ``text``
-======================  =========================================================================
-
-Anything else (``numeric`` ids, integer dates, a column mixing types) is refused as a wrong type, with the
-column's name and never a value. No SQL text is built from values: a table name is checked against a
-plain identifier pattern and quoted, and a query is run as the caller wrote it.
-
-Errors name the source and the problem, and never quote the driver, whose messages carry statements,
-parameters and rows:
-
-- the database cannot be reached (connection refused, lost, timed out, server shutting down):
-  :class:`~airflow_phi_guard.exceptions.ConsentRegistryUnavailableError`, which a retry may heal;
-- the table or a column does not exist, the user may not read it, the query fails, a column has the wrong
-  type, the registry is empty or malformed: :class:`~airflow_phi_guard.exceptions.ConsentRegistryError`.
-
-The registry is named ``{scheme}://{host}:{port}/{database}.{schema}.{table}``, the OpenLineage naming of
-a database table (``postgres://127.0.0.1:5432/test.public.consent``), or, for a query,
-``{scheme}://{host}:{port}/{database}.query_{digest}`` with the first 16 hex digits of the query's SHA-256:
-the query text itself is never shown, since a filter may name subjects.
-"""
+"""A consent registry read from a SQL table or query, through a SQLAlchemy URL or any DB-API connection."""
 
 from __future__ import annotations
 
@@ -52,11 +18,10 @@ from airflow_phi_guard.sql import (
     TABLE_STATE_PROBLEMS,
     DatabaseLocation,
     close_quietly,
-    error_cause,
-    is_unavailable,
+    connected,
     open_database,
     quoted_table,
-    sqlstate,
+    statement_error,
     table_parts,
 )
 
@@ -81,6 +46,26 @@ _STATE_PROBLEMS = {
 @dataclass(frozen=True)
 class SqlConsentSource:
     """A consent registry in a SQL table, or returned by a query, read through a DB-API connection.
+
+    The rows are fetched in chunks (``cursor.fetchmany``, a server-side cursor where the driver has one) into
+    Arrow arrays, without pandas, and then validated by ``registry_from_table`` under the same rules as a
+    file. Only the registry's columns (``REGISTRY_COLUMNS``) are selected from a table; other columns of a
+    query are ignored. Column types, as PostgreSQL returns them through psycopg:
+
+    ======================  =========================================================================
+    registry column         SQL types read
+    ======================  =========================================================================
+    ``subject_id``          ``text``/``varchar``, integers (compared as their decimal text), ``uuid``
+    ``basis``, ``reference`` ``text``/``varchar`` (``uuid`` is read as its text)
+    ``purposes``            ``text[]``, or ``text`` holding ``;``-separated purposes as in CSV
+    dates                   ``date``; ``timestamp`` (its calendar date as written); ``timestamptz``
+                            (its calendar date in the session's ``TimeZone``, which the driver
+                            returns it in); ISO 8601 ``text``
+    ======================  =========================================================================
+
+    Anything else (``numeric`` ids, integer dates, a column mixing types) is refused as a wrong type, with the
+    column's name and never a value. No SQL text is built from values: a table name is checked against a
+    plain identifier pattern and quoted, and a query is run as the caller wrote it.
 
     :param connect: opens a DB-API 2.0 connection, e.g. an Airflow hook's ``get_conn`` or a SQLAlchemy
         engine's ``raw_connection``; the source closes it after reading.
@@ -129,11 +114,17 @@ class SqlConsentSource:
 
     @property
     def display_name(self) -> str:
-        """The registry as one URI, ``postgres://host:port/database.schema.table``; never a password."""
+        """The registry as one URI, the OpenLineage naming of a database table,
+        ``{scheme}://{host}:{port}/{database}.{schema}.{table}``, or for a query
+        ``{scheme}://{host}:{port}/{database}.query_{digest}`` with the first 16 hex digits of the query's
+        SHA-256: never a password, and never the query, whose filter may name subjects."""
         return f"{self.location.namespace}/{self.dataset_name}"
 
     def read(self) -> ConsentRegistry:
         """Read the whole registry and validate it.
+
+        Errors name the source and the problem, and never quote the driver, whose messages carry
+        statements, parameters and rows.
 
         :raises ConsentRegistryUnavailableError: the database cannot be reached.
         :raises ConsentRegistryError: the table, a column or the permission to read is missing, the query
@@ -144,20 +135,8 @@ class SqlConsentSource:
     def read_table(self) -> pa.Table:
         """The registry's rows as an Arrow table with the registry's columns, before validation."""
         source = self.display_name
-        try:
-            try:
-                connection = self.connect()
-            except Exception as error:
-                # Connection failures carry no SQLSTATE; a wrong database name or password is retried
-                # like a server that is down, which only delays the failure.
-                raise ConsentRegistryUnavailableError(source, error_cause(error)) from None
-            try:
-                table = self._fetch(connection, source)
-            finally:
-                close_quietly(connection)
-        finally:
-            if self.on_close is not None:
-                self.on_close()
+        with connected(self.connect, source, ConsentRegistryUnavailableError, self.on_close) as connection:
+            table = self._fetch(connection, source)
         log.info("read %d consent record(s) from %s", table.num_rows, source)
         return table
 
@@ -329,16 +308,11 @@ def _streaming_cursor(connection: Any) -> Any:
 
 def _statement_error(error: BaseException, source: str) -> Exception:
     """The refusal or retryable failure a driver's error stands for; its message is never used."""
-    state = sqlstate(error)
-    if state in _STATE_PROBLEMS:
-        return ConsentRegistryError([f"consent registry {source} cannot be read: {_STATE_PROBLEMS[state]}"])
-    if is_unavailable(error):
-        # sqlite3 reports a missing table as an OperationalError without a SQLSTATE, which is then retried
-        # in vain.
-        return ConsentRegistryUnavailableError(source, error_cause(error))
-    return ConsentRegistryError(
-        [
-            f"consent registry {source} cannot be read ({error_cause(error)}); check the table or query, the "
-            "driver's message is withheld because it may quote rows"
-        ]
+    return statement_error(
+        error,
+        source,
+        refuse=lambda problem: ConsentRegistryError([f"consent registry {source} {problem}"]),
+        unavailable=ConsentRegistryUnavailableError,
+        problems=_STATE_PROBLEMS,
+        check="the table or query",
     )

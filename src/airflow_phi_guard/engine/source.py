@@ -62,14 +62,23 @@ def open_source(source: Source) -> pa_dataset.Dataset:
 
     :param source: a Parquet or CSV file; a folder of either, hive-partitioned or not; a glob pattern such
         as ``extract/part-*.parquet``; or a list of files.
+    A partitioned governed set whose run published no row holds only :data:`PARTITION_SCHEMA_FILE`; it
+    opens as a dataset without files, of the recorded schema.
+
     :raises FileNotFoundError: a path that does not exist, a pattern that matches nothing, or a folder
-        without data files.
+        without data files and without a recorded schema.
     :raises SourceDatasetError: CSV and Parquet files mixed in one source.
     :raises pyarrow.ArrowException: a file that cannot be read, or schemas that cannot be unified.
     """
     # Known shortcoming: local paths only. The executor resolves its source as a local path, so an fsspec
     # URL (s3://...) is not opened here; passing pyarrow a filesystem from fsspec would add it.
     files, base = _source_files(source)
+    if not files and base is not None:
+        # a governed set that published no row: partition folders exist only for rows, so the recorded
+        # schema is all that was written, and it is read as an empty set of that schema
+        return pa_dataset.FileSystemDataset(
+            [], _recorded_schema(base), pa_dataset.ParquetFileFormat(), pa_fs.LocalFileSystem()
+        )
     csv = _is_csv(files, source)
     partitioning = _hive_partitioning(files, base) if base is not None else None
     options = pa_dataset.FileSystemFactoryOptions(
@@ -323,7 +332,8 @@ def _is_pattern(source: str | os.PathLike[str]) -> bool:
 
 def _source_files(source: Source) -> tuple[list[Path], Path | None]:
     """The data files of a source, sorted, and the folder their hive partitions are relative to (None for a
-    single file, a list or a pattern, whose folders are not read as partitions)."""
+    single file, a list or a pattern, whose folders are not read as partitions); no file, with the folder,
+    for a governed folder that holds only its recorded schema."""
     if not isinstance(source, str | os.PathLike):
         files = [Path(item).resolve() for item in source]
         if not files:
@@ -344,6 +354,8 @@ def _source_files(source: Source) -> tuple[list[Path], Path | None]:
     if not location.is_dir():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(location))
     files = sorted(_data_files(location))
+    if not files and (location / PARTITION_SCHEMA_FILE).is_file():
+        return [], location
     if not files:
         raise FileNotFoundError(errno.ENOENT, "a folder without data files", str(location))
     return files, location

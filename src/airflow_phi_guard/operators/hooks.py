@@ -1,15 +1,17 @@
-"""Hooks that fetch what the core needs from Airflow connections: secrets, and the consent database."""
+"""Hooks that fetch what the core needs from Airflow connections: keys, registry databases, Spark."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 if TYPE_CHECKING:
-    from airflow_phi_guard.consent.sql import DatabaseLocation, SqlConsentSource
+    from airflow_phi_guard.consent.sql import SqlConsentSource
     from airflow_phi_guard.recipients.sql import SqlRecipientSource
+    from airflow_phi_guard.sql import DatabaseLocation
 
 
 class PseudonymKeyHook(BaseHook):
@@ -38,6 +40,35 @@ class PseudonymKeyHook(BaseHook):
             # Only a connection that does not exist means "no key"; any other failure (a secrets backend
             # that is down, a malformed connection) propagates and stays retryable.
             self.log.warning("no connection %s: pseudonymize will refuse", self.pseudonym_key_conn_id)
+            return None
+        return connection.password.encode() if connection.password else None
+
+
+class DateShiftKeyHook(BaseHook):
+    """The key of the ``date-shift`` treatment, kept as the password of an Airflow connection.
+
+    Each subject's shift is a keyed hash of the subject id under this key, so the key is as secret as the
+    pseudonym key and is kept the same way; only a keyed fingerprint of it is recorded.
+
+    :param date_shift_key_conn_id: the connection whose password is the key.
+    """
+
+    conn_name_attr = "date_shift_key_conn_id"
+    default_conn_name = "phi_guard_date_shift_key"
+    conn_type = "phi_guard_date_shift_key"
+    hook_name = "PHI Guard date shift key"
+
+    def __init__(self, date_shift_key_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.date_shift_key_conn_id = date_shift_key_conn_id
+
+    def get_key(self) -> bytes | None:
+        """The key, or None when the connection does not exist or has no password."""
+        try:
+            connection = self.get_connection(self.date_shift_key_conn_id)
+        except AirflowNotFoundException:
+            # As for the pseudonym key, only a missing connection means "no key"; other failures propagate.
+            self.log.warning("no connection %s: date-shift will refuse", self.date_shift_key_conn_id)
             return None
         return connection.password.encode() if connection.password else None
 
@@ -109,29 +140,15 @@ class ConsentRegistryHook(BaseHook):
         :raises ConsentRegistryError: the connection's hook is not a SQL database hook, or neither or
             both of table and query were given.
         """
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-
         from airflow_phi_guard.consent.sql import SqlConsentSource
         from airflow_phi_guard.exceptions import ConsentRegistryError
 
-        connection = self.get_connection(self.consent_conn_id)
-        if connection.conn_type == self.conn_type:
-            from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-            hook: Any = PostgresHook(postgres_conn_id=self.consent_conn_id)
-        else:
-            try:
-                hook = connection.get_hook()
-            except Exception:
-                # A connection type without a hook (generic, http...) cannot hold a registry.
-                hook = None
-        if not isinstance(hook, DbApiHook):
-            raise ConsentRegistryError(
-                [
-                    f"consent connection {self.consent_conn_id} is of type {connection.conn_type}, whose "
-                    "hook is no SQL database hook; give a database connection such as postgres"
-                ]
-            )
+        hook, connection = sql_database_hook(
+            self.consent_conn_id,
+            "consent",
+            lambda message: ConsentRegistryError([message]),
+            own_type=self.conn_type,
+        )
         return SqlConsentSource(
             connect=hook.get_conn,
             location=_database_location(hook, connection),
@@ -140,9 +157,51 @@ class ConsentRegistryHook(BaseHook):
         )
 
 
+def sql_database_hook(
+    conn_id: str,
+    what: str,
+    refuse: Callable[[str], Exception],
+    *,
+    own_type: str | None = None,
+) -> tuple[Any, Any]:
+    """The ``common.sql`` ``DbApiHook`` of a connection, and the connection; a connection whose hook is
+    not one is refused.
+
+    A connection of ``own_type`` (one of this package's registry types) names a PostgreSQL database by its
+    standard fields and is read through ``PostgresHook``; any other connection through its own hook.
+
+    :param conn_id: the connection.
+    :param what: what the database holds, for the message (``consent``, ``surrogate mapping``).
+    :param refuse: builds the caller's error from the message.
+    :param own_type: this package's connection type that means PostgreSQL, if the caller has one.
+    :raises Exception: ``refuse(message)`` when the connection's type has no SQL database hook.
+    """
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    connection = BaseHook.get_connection(conn_id)
+    hook: Any
+    if own_type is not None and connection.conn_type == own_type:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        hook = PostgresHook(postgres_conn_id=conn_id)
+    else:
+        try:
+            hook = connection.get_hook()
+        except Exception:
+            # A connection type without a hook (generic, http...) cannot hold a table.
+            hook = None
+    if not isinstance(hook, DbApiHook):
+        accepted = f"{own_type}, or postgres" if own_type else "such as postgres"
+        raise refuse(
+            f"{what} connection {conn_id} is of type {connection.conn_type}, whose hook is no SQL database "
+            f"hook; give a database connection ({accepted})"
+        )
+    return hook, connection
+
+
 def _database_location(hook: Any, connection: Any) -> DatabaseLocation:
     """The database as the provider's own OpenLineage support names it, or as the connection says."""
-    from airflow_phi_guard.consent.sql import DatabaseLocation
+    from airflow_phi_guard.sql import DatabaseLocation
 
     info = hook.get_openlineage_database_info(connection)
     if info is not None and info.authority:
@@ -183,31 +242,16 @@ class RecipientRegistryHook(BaseHook):
         :raises RecipientRegistryError: the connection's hook is not a SQL database hook, or the table name
             is not plain.
         """
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-
         from airflow_phi_guard.exceptions import RecipientRegistryError
         from airflow_phi_guard.recipients.sql import SqlRecipientSource
 
         conn_id = self.recipient_registry_conn_id
-        connection = self.get_connection(conn_id)
-        if connection.conn_type == self.conn_type:
-            from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-            hook: Any = PostgresHook(postgres_conn_id=conn_id)
-        else:
-            try:
-                hook = connection.get_hook()
-            except Exception:
-                # A connection type without a hook (generic, http...) cannot hold a registry.
-                hook = None
-        if not isinstance(hook, DbApiHook):
-            raise RecipientRegistryError(
-                f"connection {conn_id}",
-                None,
-                None,
-                f"the connection is of type {connection.conn_type}, whose hook is no SQL database hook; give "
-                f"a database connection ({self.conn_type}, or postgres)",
-            )
+        hook, connection = sql_database_hook(
+            conn_id,
+            "recipient registry",
+            lambda message: RecipientRegistryError(f"connection {conn_id}", None, None, message),
+            own_type=self.conn_type,
+        )
         return SqlRecipientSource(
             connect=hook.get_conn, location=_database_location(hook, connection), table=self.table
         )
@@ -241,7 +285,8 @@ class SparkSessionHook(BaseHook):
         return f"{connection.host}:{connection.port}" if connection.port else connection.host
 
     def get_session(self, app_name: str = "phi-guard") -> Any:
-        """The session (an existing one of this process is reused, as ``getOrCreate`` does).
+        """The session (an existing one of this process is reused, as ``getOrCreate`` does, whatever its
+        master).
 
         :param app_name: the Spark application's name.
         """
@@ -252,7 +297,22 @@ class SparkSessionHook(BaseHook):
 
         from airflow_phi_guard.engine.spark import session_for
 
+        # Known shortcoming: these two lines repeat the environment setup of engine.spark.local_session,
+        # which fixes a local master; a public helper there that sets up the Python workers for any master
+        # would let both call it.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         master = self.master()
-        self.log.info("Spark session on master %s from connection %s", master, self.spark_conn_id)
-        return session_for(SparkSession.builder.master(master), app_name)
+        session = session_for(SparkSession.builder.master(master), app_name)
+        running = session.sparkContext.master
+        if running == master:
+            self.log.info("Spark session on master %s from connection %s", master, self.spark_conn_id)
+        else:
+            self.log.warning(
+                "connection %s names Spark master %s, but this process already runs a session on master %s, "
+                "which is used",
+                self.spark_conn_id,
+                master,
+                running,
+            )
+        return session

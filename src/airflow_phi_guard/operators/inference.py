@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_phi_guard.recipients.models import RecipientRegistry
+    from airflow_phi_guard.trail.records import RunIds
 
 
 class BatchInferenceOperator(BaseOperator):
@@ -31,7 +32,8 @@ class BatchInferenceOperator(BaseOperator):
     gate judges the disclosure first, for the use ``inference`` on the run date, and records its decision
     in the trail. A recipient without a business associate agreement in force that permits inference (or
     one the registry does not list, or no registry at all) fails the task without retry, before the model
-    sees a row; an unreachable registry database leaves it retryable.
+    sees a row; an unreachable registry database leaves it retryable. A registry that cannot be read is
+    recorded in the trail as a refused gate decision before the task fails.
 
     :param model_name: the model's name, as the policy and the audit know it.
     :param model_version: the model's version.
@@ -112,9 +114,9 @@ class BatchInferenceOperator(BaseOperator):
         from airflow_phi_guard.trail.records import RunIds
 
         recipient = self.recipient or None
-        recipients = self._recipients() if recipient else None
         run_id = context.get("run_id")
         ids = RunIds(dag_id=self.dag_id if self.has_dag() else None, task_id=self.task_id, run_id=run_id)
+        recipients = self._recipients(recipient, ids) if recipient else None
 
         batch = None
         try:
@@ -162,15 +164,41 @@ class BatchInferenceOperator(BaseOperator):
             "identifier_columns": len(batch.identifier_columns),
         }
 
-    def _recipients(self) -> RecipientRegistry | None:
+    def _recipients(self, recipient: str, ids: RunIds) -> RecipientRegistry | None:
+        """The recipient registry; one that cannot be read is a refused gate decision in the trail first,
+        then the task fails with the error as it was (an unreachable database stays retryable)."""
         from airflow_phi_guard.operators.recipients import resolve_recipient_registry
+        from airflow_phi_guard.trail.inference import refuse_unreadable_registry
 
-        return resolve_recipient_registry(
-            self.recipients_path,
-            self.recipient_registry_conn_id,
-            self.recipient_registry_table,
-            configured=True,
-        )
+        try:
+            return resolve_recipient_registry(
+                self.recipients_path,
+                self.recipient_registry_conn_id,
+                self.recipient_registry_table,
+                configured=True,
+            )
+        except Exception as error:
+            try:
+                refuse_unreadable_registry(
+                    self.trail_path,
+                    self.model_name,
+                    self.model_version,
+                    self.input_path,
+                    recipient,
+                    date.fromisoformat(self.run_date),
+                    error,
+                    governance_report=self.report_path or None,
+                    ids=ids,
+                )
+            except Exception as append_error:
+                self.log.error(
+                    "the refusal of model %s %s for an unreadable recipient registry could not be recorded "
+                    "in the audit trail (%s)",
+                    self.model_name,
+                    self.model_version,
+                    type(append_error).__name__,
+                )
+            raise
 
     def _lineage(self) -> OperatorLineage:
         from airflow.providers.openlineage.extractors import OperatorLineage

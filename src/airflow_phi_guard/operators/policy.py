@@ -153,7 +153,12 @@ class PhiPolicyOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, object]:
         from airflow_phi_guard.engine.executor import govern
-        from airflow_phi_guard.exceptions import DataProcessingError, PolicyError, PolicyViolationError
+        from airflow_phi_guard.exceptions import (
+            DataProcessingError,
+            PolicyError,
+            PolicyViolationError,
+            SourceDatasetError,
+        )
         from airflow_phi_guard.policy.models import Treatment
         from airflow_phi_guard.trail.records import RunIds
 
@@ -196,6 +201,9 @@ class PhiPolicyOperator(BaseOperator):
         except DataProcessingError as error:
             if error.retryable:
                 raise
+            raise AirflowFailException(str(error)) from None
+        except SourceDatasetError as error:
+            # a source of the wrong kind stays wrong on retry
             raise AirflowFailException(str(error)) from None
         report = self._result.report
         self._result.write_report(self.report_path)
@@ -288,22 +296,14 @@ class PhiPolicyOperator(BaseOperator):
     def _date_shift_key(self) -> bytes | None:
         """The date shift key, the password of its connection; None when the connection does not exist
         (the engine then refuses the run), while any other failure of the lookup stays retryable."""
-        from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow_phi_guard.operators.hooks import DateShiftKeyHook
 
-        try:
-            connection = BaseHook.get_connection(self.date_shift_key_conn_id)
-        except AirflowNotFoundException:
-            self.log.warning("no connection %s: date-shift will refuse", self.date_shift_key_conn_id)
-            return None
-        return connection.password.encode() if connection.password else None
+        return DateShiftKeyHook(self.date_shift_key_conn_id).get_key()
 
     def _surrogate_mapping(self) -> Any:
         """The surrogate mapping: the Parquet file, or the table of a SQL connection; never both."""
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-        from airflow.sdk import BaseHook
-
         from airflow_phi_guard.deid.surrogate import SqlMappingStore
+        from airflow_phi_guard.operators.hooks import sql_database_hook
 
         path, conn_id = self.surrogate_mapping_path or None, self.surrogate_mapping_conn_id or None
         if path and conn_id:
@@ -314,18 +314,7 @@ class PhiPolicyOperator(BaseOperator):
             return path
         if not self.surrogate_mapping_table:
             raise AirflowFailException("surrogate_mapping_conn_id needs surrogate_mapping_table")
-        # Known shortcoming: this belongs in operators/hooks.py beside ConsentRegistryHook, as a
-        # SurrogateMappingHook; it is here until that file's owner moves it.
-        connection = BaseHook.get_connection(conn_id)
-        try:
-            hook = connection.get_hook()
-        except Exception:
-            hook = None
-        if not isinstance(hook, DbApiHook):
-            raise AirflowFailException(
-                f"surrogate mapping connection {conn_id} is of type {connection.conn_type}, whose hook is no "
-                "SQL database hook; give a database connection such as postgres"
-            )
+        hook, _ = sql_database_hook(conn_id, "surrogate mapping", AirflowFailException)
         return SqlMappingStore(hook.get_sqlalchemy_engine(), self.surrogate_mapping_table)
 
     def _pseudonym_key(self) -> bytes | None:

@@ -412,9 +412,13 @@ def _batches(dataset: Any, batch_rows: int = VALIDATION_BATCH_ROWS) -> Iterator[
     """The dataset one batch at a time: a row group, or a slice of at most ``batch_rows`` rows of one.
 
     Memory is bounded by ``batch_rows``, not by the dataset or its largest row group. The dataset's schema
-    fills in the partition columns, which a fragment holds in its path, not its file.
+    fills in the partition columns, which a fragment holds in its path, not its file. A dataset without
+    files (a partitioned set that published no row) gives one empty batch of its schema, so that its
+    columns and types are still checked.
     """
+    any_fragment = False
     for fragment in dataset.get_fragments():
+        any_fragment = True
         empty = True
         for group in fragment.split_by_row_group():
             for batch in group.to_batches(schema=dataset.schema, batch_size=batch_rows):
@@ -423,6 +427,8 @@ def _batches(dataset: Any, batch_rows: int = VALIDATION_BATCH_ROWS) -> Iterator[
                     yield pa.Table.from_batches([batch], schema=dataset.schema)
         if empty:
             yield dataset.schema.empty_table()
+    if not any_fragment:
+        yield dataset.schema.empty_table()
 
 
 def _named_columns(specs: Sequence[ExpectationSpec]) -> frozenset[str]:

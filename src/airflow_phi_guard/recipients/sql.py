@@ -1,43 +1,4 @@
-"""A recipient registry read from a SQL table, through a SQLAlchemy URL or any DB-API connection.
-
-One row per recipient, validated into the same :class:`~airflow_phi_guard.recipients.models.
-RecipientRegistry` as the YAML file, under the same rules. The table's columns (every one is required;
-other columns are ignored), with the PostgreSQL types read:
-
-================================  ============================  ==================================
-column                            type                          holds
-================================  ============================  ==================================
-``recipient_id``                  ``text``, not null, unique    the id a policy's ``recipient`` names
-``name``                          ``text``, not null            who the recipient is
-``destinations``                  ``text[]`` (or ``text``,      URI prefixes it owns
-                                  ``;``-separated)
-``region``                        ``text``, not null            where it keeps the data
-``sale_of_phi``                   ``boolean``, not null         whether the flow is a sale of PHI
-``baa_id``                        ``text``                      the agreement's id; null: no BAA
-``baa_signed``                    ``date``                      when it was signed
-``baa_effective``                 ``date``                      first day it holds
-``baa_expires``                   ``date``                      first day it no longer holds
-``baa_permitted_uses``            ``text[]`` (or ``text``,      model-training, inference...
-                                  ``;``-separated)
-``baa_data``                      ``text``                      ``phi`` or ``deidentified-only``
-``sale_authorization_id``         ``text``                      the sale's authorization; null: none
-``sale_authorization_recorded``   ``date``                      when it was recorded
-``sale_authorization_expires``    ``date``                      first day it no longer holds; null:
-                                                                without end
-================================  ============================  ==================================
-
-The ``baa_*`` columns are all null (no agreement) or all set; the ``sale_authorization_*`` columns all
-null (none recorded) or all set, but ``sale_authorization_expires`` may be null. Dates may also be ISO
-8601 ``text``; a ``timestamp`` is refused unless its time is midnight. A malformed row refuses the whole
-registry, naming the columns at fault and how many rows, never a value; no SQL text is built from values
-(the table name is checked against a plain identifier pattern and quoted). An unreachable database raises
-:class:`~airflow_phi_guard.exceptions.RecipientRegistryUnavailableError`, which a retry may heal; every
-other failure is a :class:`~airflow_phi_guard.exceptions.RecipientRegistryError`, and neither quotes the
-driver, whose messages carry statements and rows.
-
-The registry is named ``{scheme}://{host}:{port}/{database}.{schema}.{table}``, the OpenLineage naming of
-a database table, e.g. ``postgres://127.0.0.1:5432/test.public.recipients``.
-"""
+"""A recipient registry read from a SQL table, through a SQLAlchemy URL or any DB-API connection."""
 
 from __future__ import annotations
 
@@ -61,15 +22,13 @@ from airflow_phi_guard.recipients.models import (
     RecipientRegistry,
 )
 from airflow_phi_guard.sql import (
-    TABLE_STATE_PROBLEMS,
     DatabaseLocation,
     close_quietly,
-    error_cause,
-    is_unavailable,
+    connected,
     open_database,
     quoted_table,
     redact_url,
-    sqlstate,
+    statement_error,
     table_parts,
 )
 
@@ -114,6 +73,37 @@ _TYPE_PROBLEMS = {
 class SqlRecipientSource:
     """A recipient registry in a SQL table, read through a DB-API connection.
 
+    One row per recipient, validated into the same :class:`~airflow_phi_guard.recipients.models.
+    RecipientRegistry` as the YAML file, under the same rules. The table's columns (every one is required;
+    other columns are ignored), with the PostgreSQL types read:
+
+    ================================  ============================  ==================================
+    column                            type                          holds
+    ================================  ============================  ==================================
+    ``recipient_id``                  ``text``, not null, unique    the id a policy's ``recipient`` names
+    ``name``                          ``text``, not null            who the recipient is
+    ``destinations``                  ``text[]`` (or ``text``,      URI prefixes it owns
+                                      ``;``-separated)
+    ``region``                        ``text``, not null            where it keeps the data
+    ``sale_of_phi``                   ``boolean``, not null         whether the flow is a sale of PHI
+    ``baa_id``                        ``text``                      the agreement's id; null: no BAA
+    ``baa_signed``                    ``date``                      when it was signed
+    ``baa_effective``                 ``date``                      first day it holds
+    ``baa_expires``                   ``date``                      first day it no longer holds
+    ``baa_permitted_uses``            ``text[]`` (or ``text``,      model-training, inference...
+                                      ``;``-separated)
+    ``baa_data``                      ``text``                      ``phi`` or ``deidentified-only``
+    ``sale_authorization_id``         ``text``                      the sale's authorization; null: none
+    ``sale_authorization_recorded``   ``date``                      when it was recorded
+    ``sale_authorization_expires``    ``date``                      first day it no longer holds; null:
+                                                                    without end
+    ================================  ============================  ==================================
+
+    The ``baa_*`` columns are all null (no agreement) or all set; the ``sale_authorization_*`` columns all
+    null (none recorded) or all set, but ``sale_authorization_expires`` may be null. Dates may also be ISO
+    8601 ``text``; a ``timestamp`` is refused unless its time is midnight. No SQL text is built from values:
+    the table name is checked against a plain identifier pattern and quoted.
+
     :param connect: opens a DB-API 2.0 connection, e.g. an Airflow hook's ``get_conn`` or a SQLAlchemy
         engine's ``raw_connection``; the source closes it after reading.
     :param location: the database, for the registry's name.
@@ -145,31 +135,23 @@ class SqlRecipientSource:
 
     @property
     def display_name(self) -> str:
-        """The registry as one URI, ``postgres://host:port/database.schema.table``; never a password."""
+        """The registry as one URI, the OpenLineage naming of a database table,
+        ``{scheme}://{host}:{port}/{database}.{schema}.{table}``; never a password."""
         return f"{self.location.namespace}/{self.dataset_name}"
 
     def read(self) -> RecipientRegistry:
         """Read the whole table and validate it.
+
+        A malformed row refuses the whole registry, naming the columns at fault and how many rows, never a
+        value; no error quotes the driver, whose messages carry statements and rows.
 
         :raises RecipientRegistryUnavailableError: the database cannot be reached.
         :raises RecipientRegistryError: the table, a column or the permission to read is missing, or the
             registry is empty or malformed.
         """
         source = self.display_name
-        try:
-            try:
-                connection = self.connect()
-            except Exception as error:
-                # Connection failures carry no SQLSTATE; a wrong database name or password is retried
-                # like a server that is down, which only delays the failure.
-                raise RecipientRegistryUnavailableError(source, error_cause(error)) from None
-            try:
-                rows = self._fetch(connection, source)
-            finally:
-                close_quietly(connection)
-        finally:
-            if self.on_close is not None:
-                self.on_close()
+        with connected(self.connect, source, RecipientRegistryUnavailableError, self.on_close) as connection:
+            rows = self._fetch(connection, source)
 
         registry = registry_from_rows(rows, source)
         log.info("read %d recipient(s) from %s", len(registry.recipients), source)
@@ -375,15 +357,9 @@ def _shared_prefixes(recipients: Mapping[str, Recipient]) -> int:
 
 def _statement_error(error: BaseException, source: str) -> Exception:
     """The refusal or retryable failure a driver's error stands for; its message is never used."""
-    state = sqlstate(error)
-    if state in TABLE_STATE_PROBLEMS:
-        return RecipientRegistryError(source, None, None, f"cannot be read: {TABLE_STATE_PROBLEMS[state]}")
-    if is_unavailable(error):
-        return RecipientRegistryUnavailableError(source, error_cause(error))
-    return RecipientRegistryError(
+    return statement_error(
+        error,
         source,
-        None,
-        None,
-        f"cannot be read ({error_cause(error)}); check the table, the driver's message is withheld because "
-        "it may quote rows",
+        refuse=lambda problem: RecipientRegistryError(source, None, None, problem),
+        unavailable=RecipientRegistryUnavailableError,
     )

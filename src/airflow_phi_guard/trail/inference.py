@@ -1,19 +1,4 @@
-"""Audit logging of batch inference (45 CFR 164.312(b)): what each batch read and wrote, never a value.
-
-:func:`inference_audit` wraps one batch of one's own inference code; the ``BatchInferenceOperator`` uses it
-too. Per batch it records the model's name and version, the input dataset's fingerprint, which input
-columns are identifiers (by the column scan of :func:`~airflow_phi_guard.phi.inventory.scan_dataset`, or
-by name alone), the row counts, the output's fingerprint, the recipient when the model is a vendor API, and
-the timing: into the audit trail (a record of kind ``inference``) and, when an event log is given, as
-OpenLineage START and COMPLETE (or FAIL) events whose inputs are the model and the input dataset and whose
-``phiGuard_trail`` facet names the record, so that trail and lineage check each other.
-
-Scoring data with a model a vendor serves discloses the data to that vendor (45 CFR 164.502(e)): when a
-``recipient`` is named, the recipient gate judges the disclosure first, for the use ``inference``, on the
-run date, and its decision (passed or refused) goes into the trail as a record of kind ``gate-decision``.
-A refusal raises before the model sees a row. The input counts as PHI unless the governance report of
-the run that published it shows Safe Harbor met.
-"""
+"""Audit logging of batch inference (45 CFR 164.312(b)): what each batch read and wrote, never a value."""
 
 from __future__ import annotations
 
@@ -87,7 +72,16 @@ def inference_audit(
 ) -> Iterator[InferenceBatch]:
     """Record one inference batch in the audit trail, and in lineage when ``events`` is given.
 
-    With a ``recipient``, the gate judges the disclosure before the block runs (:func:`gate_inference`)
+    It wraps one batch of one's own inference code (``BatchInferenceOperator`` uses it too). Per batch it
+    records the model's name and version, the input dataset's fingerprint, which input columns are
+    identifiers (by the column scan of :func:`~airflow_phi_guard.phi.inventory.scan_dataset`, or by name
+    alone), the row counts, the output's fingerprint, the recipient when the model is a vendor API, and the
+    timing: into the audit trail (a record of kind ``inference``) and, with ``events``, as OpenLineage
+    START and COMPLETE (or FAIL) events whose inputs are the model and the input dataset and whose
+    ``phiGuard_trail`` facet names the record, so that trail and lineage check each other.
+
+    Scoring data with a model a vendor serves discloses the data to that vendor (45 CFR 164.502(e)). With
+    a ``recipient``, the gate judges the disclosure before the block runs (:func:`gate_inference`)
     and records its decision; a refusal raises
     :class:`~airflow_phi_guard.exceptions.RecipientNotPermittedError` and the block never runs. The batch's
     record is appended when the block ends, with outcome ``logged``, or ``failed`` when it raised (the
@@ -205,14 +199,77 @@ def inference_release(
         except (OSError, ValueError) as error:
             log.warning("governance report unreadable (%s): the input counts as PHI", type(error).__name__)
             return unknown
-    release = Release.from_report(report)
+    if not isinstance(report, Mapping):
+        log.warning(
+            "governance report is JSON of type %s, not an object: the input counts as PHI",
+            type(report).__name__,
+        )
+        return unknown
+    try:
+        release = Release.from_report(report)
+    except (AttributeError, TypeError, ValueError) as error:
+        # pydantic's ValidationError is a ValueError; its text would quote the field's value, so only the
+        # class is logged
+        log.warning(
+            "governance report is not a report this package wrote (%s): the input counts as PHI",
+            type(error).__name__,
+        )
+        return unknown
     output = report.get("output")
     # Known shortcoming: the report is matched to the input by path, not by content; the input's
     # fingerprint against the run's trail record would show a file replaced since the run.
-    if not release.published or not output or Path(output).resolve() != Path(input).resolve():
+    if (
+        not release.published
+        or not isinstance(output, str | os.PathLike)
+        or not output
+        or Path(output).resolve() != Path(input).resolve()
+    ):
         log.warning("the governance report did not publish the scored input: the input counts as PHI")
         return unknown.model_copy(update={"policy": release.policy, "policy_digest": release.policy_digest})
     return release.model_copy(update={"purpose": INFERENCE})
+
+
+def refuse_unreadable_registry(
+    trail: AuditTrail | str | os.PathLike[str],
+    model: str,
+    version: str,
+    input: str | os.PathLike[str],
+    recipient: str,
+    run_date: date,
+    error: BaseException,
+    *,
+    governance_report: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    ids: RunIds | None = None,
+) -> GateDecision:
+    """Record the refusal of a disclosure whose recipient registry could not be read, so that the trail
+    holds a gate decision for the batch that never ran; the caller then fails with ``error``.
+
+    Only the error's class is recorded and logged: its message may name the registry's location.
+
+    :param trail: the audit trail, or its path or URL.
+    :param model: the model's name.
+    :param version: the model's version.
+    :param input: the dataset that would have been scored.
+    :param recipient: the recipient's id that serves the model.
+    :param run_date: the date the agreement would have been judged on.
+    :param error: what kept the registry from being read.
+    :param governance_report: as for :func:`inference_audit`, for the policy named in the record.
+    :param ids: the Airflow DAG, task and run ids.
+    """
+    store = open_trail(trail) if isinstance(trail, str | os.PathLike) else trail
+    release = inference_release(input, governance_report)
+    return gate_inference(
+        store,
+        model,
+        version,
+        input,
+        recipient,
+        None,
+        run_date,
+        release,
+        ids,
+        registry_error=type(error).__name__,
+    )
 
 
 def gate_inference(
@@ -225,6 +282,8 @@ def gate_inference(
     run_date: date,
     release: Release,
     ids: RunIds | None = None,
+    *,
+    registry_error: str | None = None,
 ) -> GateDecision:
     """Judge sending the input to the recipient that serves the model, and record the decision.
 
@@ -237,10 +296,18 @@ def gate_inference(
     :param run_date: the date the agreement is judged on.
     :param release: what the input is (:func:`inference_release`).
     :param ids: the Airflow DAG, task and run ids.
+    :param registry_error: the class name of the error that kept the registry from being read, when that
+        is why ``recipients`` is None; the refusal then says the registry is unreadable.
     """
     from airflow_phi_guard.recipients.gate import GateDecision, decide_for_recipient
 
     if recipients is None:
+        if registry_error is None:
+            why = "no recipient registry was given (agreement: unknown)"
+            remedy = "give the registry"
+        else:
+            why = f"the recipient registry could not be read ({registry_error}; agreement: unknown)"
+            remedy = "repair the registry or its connection"
         decision = GateDecision(
             allowed=False,
             destination=f"recipient:{recipient}",
@@ -253,9 +320,8 @@ def gate_inference(
             run_date=run_date,
             rules=["164.502(e)"],
             refusals=[
-                f"model {model} {version} is served by recipient {recipient}, but no recipient registry was "
-                "given (agreement: unknown), so no business associate agreement can be shown "
-                "(45 CFR 164.502(e)); give the registry"
+                f"model {model} {version} is served by recipient {recipient}, but {why}, so no business "
+                f"associate agreement can be shown (45 CFR 164.502(e)); {remedy}"
             ],
         )
     else:
