@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_phi_guard.cli import main
+from airflow_phi_guard.engine import spark as spark_engine
 from airflow_phi_guard.engine.executor import GovernanceResult, govern
 from airflow_phi_guard.engine.source import open_source
 from airflow_phi_guard.engine.spark import govern_spark, local_session
@@ -27,6 +28,7 @@ from airflow_phi_guard.exceptions import (
     PartitionNotPermittedError,
     ReidentificationRiskError,
     ResidualPhiError,
+    SourceDatasetError,
     UndeclaredColumnsError,
 )
 from airflow_phi_guard.policy import parse_policy
@@ -715,18 +717,256 @@ class TestFailClosed:
         assert result.report.verdict is Verdict.REFUSED
         assert list(output.parent.iterdir()) == []
 
-    def test_a_csv_source_is_refused_before_spark_reads_it(self, tmp_path: Path, spark):
+    @pytest.mark.parametrize(
+        "kind",
+        [
+            "csv",  # the Spark engine reads Parquet only
+            "list",  # and one path, not a list of files
+        ],
+    )
+    def test_a_source_spark_cannot_read_is_a_source_dataset_error(self, tmp_path: Path, spark, kind):
         source = tmp_path / "source.csv"
         source.write_text("PATIENT\ncanary-subject-00\n")
-        with pytest.raises(ValueError, match="Parquet"):
+        given = source if kind == "csv" else [_every_treatment_source(tmp_path / "source.parquet")]
+        with pytest.raises(SourceDatasetError, match=r"Parquet|one path"):
             govern_spark(
                 parse_policy(EVERY_TREATMENT),
-                source,
+                given,
                 tmp_path / "o.parquet",
                 spark=spark,
                 consent=None,
                 as_of=AS_OF,
             )
+
+    def test_the_session_runs_no_speculative_task_copies(self, spark):
+        assert spark.sparkContext.getConf().get("spark.speculation") == "false"
+
+    def test_a_part_no_returned_attempt_wrote_stops_publication(self, tmp_path: Path):
+        """A task attempt still running after its job (a speculative copy) could add a file to the folder
+        after the driver kept the returned attempts' files: the folder is checked again before publishing."""
+        folder = tmp_path / "parts"
+        folder.mkdir()
+        for name in ("part-00000-0.parquet", "part-00000-1.parquet", "_common_metadata"):
+            (folder / name).write_bytes(b"")
+        with pytest.raises(DataProcessingError) as caught:
+            spark_engine._check_parts(
+                folder, frozenset({"part-00000-0.parquet", "_common_metadata"}), tmp_path / "source"
+            )
+        assert caught.value.retryable
+
+
+#: A policy for small sources of a subject, a text code and a number, all kept but the subject.
+SMALL = """\
+name: small
+version: 1
+purpose: model-training
+model: {name: m, version: "1"}
+recipient: internal-ml-platform
+subject: PATIENT
+undeclared: refuse
+consent:
+  bases: [research-authorization]
+deidentification:
+  method: expert-determination
+  expert_determination:
+    expert: "A. Expert, PhD"
+    determined: 2026-01-15
+    report: ED-2026-1
+    expires: 2027-01-15
+columns:
+  PATIENT: {treatment: pseudonymize, as: PATIENT_KEY, justification: "split"}
+  CODE:    {treatment: keep, justification: "code"}
+  NOTE:    {treatment: keep, justification: "free text, scanned"}
+"""
+
+#: 123 consented, 00123 did not; 00124 did.
+SMALL_CONSENT = (
+    "subject_id,basis,purposes,granted_at,expires_at,revoked_at,reference\n"
+    "123,research-authorization,model-training,2020-01-01,,,A\n"
+    "00124,research-authorization,model-training,2020-01-01,,,B\n"
+)
+
+
+def _small_options(tmp_path: Path) -> dict:
+    consent = tmp_path / "small-consent.csv"
+    consent.write_text(SMALL_CONSENT)
+    return {"consent": consent, "as_of": AS_OF, "pseudonym_key": PSEUDONYM_KEY}
+
+
+class TestSourceReadAsOpenSourceReadsIt:
+    def test_a_hive_partitioned_source_keeps_folder_text_and_whose_consent_it_is(self, tmp_path: Path, spark):
+        """Folder names are text unless written as Arrow writes integers: ``PATIENT=00123`` is the subject
+        00123, who has no consent record (123 has), and ``CODE=007`` stays ``007``."""
+        source = tmp_path / "source"
+        for subject, code in (("00123", "007"), ("00124", "010")):
+            folder = source / f"PATIENT={subject}" / f"CODE={code}"
+            folder.mkdir(parents=True)
+            pq.write_table(pa.table({"NOTE": ["routine visit", "follow-up"]}), folder / "part-0.parquet")
+        policy = parse_policy(SMALL)
+
+        arrow, on_spark = _both(tmp_path, spark, policy, source, **_small_options(tmp_path))
+
+        assert arrow.report.published, arrow.refusals
+        assert (arrow.report.rows.read, arrow.report.rows.admitted) == (4, 2)
+        assert arrow.report.rows.excluded == {"no-record": 2}
+        assert _read(arrow.report.output).column("CODE").to_pylist() == ["010", "010"]
+        assert _report(on_spark) == _report(arrow)
+        assert_same_output(arrow, on_spark)
+
+    def test_nanosecond_timestamps_are_read_to_the_nanosecond(self, tmp_path: Path, spark):
+        """Spark cannot read ``INT64 TIMESTAMP(NANOS)`` as timestamps; the engine reads their counts and casts
+        them back, so that a value one nanosecond before a new year keeps its year and its nanoseconds."""
+        last = 1_609_459_199_999_999_999  # 2020-12-31T23:59:59.999999999
+        source = tmp_path / "source.parquet"
+        pq.write_table(
+            pa.table(
+                {
+                    "PATIENT": ["00124", "00124"],
+                    "CODE": pa.array([last, last + 1], pa.timestamp("ns")),
+                    "NOTE": ["routine visit", "follow-up"],
+                }
+            ),
+            source,
+        )
+        assert "NANOS" in str(pq.ParquetFile(source).schema.column(1).logical_type).upper()
+        policy = parse_policy(SMALL)
+
+        arrow, on_spark = _both(tmp_path, spark, policy, source, **_small_options(tmp_path))
+
+        assert arrow.report.published, arrow.refusals
+        assert _read(arrow.report.output).column("CODE").cast(pa.int64()).to_pylist() == [last, last + 1]
+        assert _report(on_spark) == _report(arrow)
+        assert_same_output(arrow, on_spark)
+
+
+def _swap_before_writing(monkeypatch, source: Path, table: pa.Table) -> None:
+    """Replace ``source`` between the engine's checking passes and its write pass, as an upstream writer
+    replacing the extract mid-run would."""
+    original = spark_engine._write_parts
+
+    def swapped(*arguments, **options):
+        pq.write_table(table, source)
+        return original(*arguments, **options)
+
+    monkeypatch.setattr(spark_engine, "_write_parts", swapped)
+
+
+class TestASourceThatChangesDuringTheRun:
+    def _source(self, tmp_path: Path) -> Path:
+        source = tmp_path / "source.parquet"
+        pq.write_table(pa.table({"PATIENT": ["00124"] * 2, "CODE": ["a", "b"], "NOTE": ["fine"] * 2}), source)
+        return source
+
+    def test_the_write_pass_scans_the_rows_it_writes(self, tmp_path: Path, spark, monkeypatch):
+        """Whatever the earlier passes read, an identifier in the rows written refuses the run: the check
+        holds even where the source's files look unchanged."""
+        source = self._source(tmp_path)
+        dirty = pa.table(
+            {"PATIENT": ["00124"] * 2, "CODE": ["a", "b"], "NOTE": [f"SSN {CANARY_SSN}", "fine"]}
+        )
+        _swap_before_writing(monkeypatch, source, dirty)
+        monkeypatch.setattr(spark_engine, "_fingerprint", lambda path: (), raising=False)
+        output = tmp_path / "out" / "governed"
+
+        result = govern_spark(parse_policy(SMALL), source, output, spark=spark, **_small_options(tmp_path))
+
+        assert result.report.verdict is Verdict.REFUSED
+        assert {refusal.error for refusal in result.refusals} == {ResidualPhiError}
+        assert [(f.column, f.identifier.letter, f.count) for f in result.report.findings] == [
+            ("NOTE", "G", 1)
+        ]
+        assert not output.exists()
+        assert [path.name for path in output.parent.iterdir()] == []
+
+    def test_a_source_replaced_between_passes_publishes_nothing(self, tmp_path: Path, spark, monkeypatch):
+        """Clean rows of the same count, but not the rows the plan and the scan pass read: the source's
+        files changed during the run, so nothing is published and a retry may succeed."""
+        source = self._source(tmp_path)
+        other = pa.table({"PATIENT": ["00124"] * 2, "CODE": ["c", "d"], "NOTE": ["also fine"] * 2})
+        _swap_before_writing(monkeypatch, source, other)
+        output = tmp_path / "out" / "governed"
+
+        with pytest.raises(DataProcessingError) as caught:
+            govern_spark(parse_policy(SMALL), source, output, spark=spark, **_small_options(tmp_path))
+
+        assert caught.value.retryable
+        assert not output.exists()
+        assert [path.name for path in output.parent.iterdir()] == []
+
+
+class TestErrorClasses:
+    def test_a_query_spark_refuses_is_not_retryable(self, tmp_path: Path, spark):
+        """Spark 4.3 cannot read a ``TIME`` column (an ``AnalysisException``): retrying cannot heal that."""
+        source = tmp_path / "source.parquet"
+        times = pa.array([1, 2], pa.time64("us"))
+        pq.write_table(pa.table({"PATIENT": ["00124"] * 2, "CODE": times, "NOTE": ["fine"] * 2}), source)
+
+        with pytest.raises(DataProcessingError) as caught:
+            govern_spark(parse_policy(SMALL), source, tmp_path / "o", spark=spark, **_small_options(tmp_path))
+
+        assert caught.value.cause == "AnalysisException"
+        assert not caught.value.retryable
+
+    def test_a_file_gone_while_spark_reads_it_is_retryable(self, tmp_path: Path, spark, monkeypatch):
+        """Storage that fails under a job (here a file removed after Spark listed it) may heal on retry."""
+        source = tmp_path / "source"
+        source.mkdir()
+        for i in range(2):
+            pq.write_table(
+                pa.table({"PATIENT": ["00124"], "CODE": ["a"], "NOTE": ["fine"]}),
+                source / f"part-{i}.parquet",
+            )
+        original = spark_engine._joined
+
+        def listed_then_removed(*arguments):
+            rows = original(*arguments)
+            (source / "part-1.parquet").unlink()
+            return rows
+
+        monkeypatch.setattr(spark_engine, "_joined", listed_then_removed)
+        with pytest.raises(DataProcessingError) as caught:
+            govern_spark(parse_policy(SMALL), source, tmp_path / "o", spark=spark, **_small_options(tmp_path))
+
+        # Spark's own failure, not the engine's later check of the source's files
+        assert caught.value.cause != "SourceChangedDuringRun"
+        assert caught.value.retryable
+
+    def test_a_lost_connection_to_spark_is_retryable(self, tmp_path: Path):
+        from py4j.protocol import Py4JNetworkError
+
+        error = spark_engine._processing_error(Py4JNetworkError("the JVM went away"), tmp_path / "source")
+        assert error.retryable
+
+    def test_the_operator_fails_a_source_of_the_wrong_kind_without_retry(self, tmp_path: Path, monkeypatch):
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_phi_guard.operators.policy import PhiPolicyOperator
+
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_PHI_GUARD_TEST_SPARK", json.dumps({"conn_type": "spark", "host": "local[2]"})
+        )
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_PHI_GUARD_TEST_KEY",
+            json.dumps({"conn_type": "generic", "password": PSEUDONYM_KEY.decode()}),
+        )
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(SMALL)
+        source = tmp_path / "source.csv"
+        source.write_text("PATIENT,CODE,NOTE\n00124,a,fine\n")
+        operator = PhiPolicyOperator(
+            task_id="govern",
+            policy_path=str(policy),
+            input_path=str(source),
+            output_path=str(tmp_path / "governed"),
+            consent_path=str(_small_options(tmp_path)["consent"]),
+            report_path=str(tmp_path / "report.json"),
+            as_of=AS_OF.isoformat(),
+            pseudonym_key_conn_id="phi_guard_test_key",
+            engine="spark",
+            spark_conn_id="phi_guard_test_spark",
+        )
+        with pytest.raises(AirflowFailException, match="Parquet"):
+            operator.execute(context={})
 
 
 class TestNoValueLeaves:
@@ -756,25 +996,60 @@ class TestNoValueLeaves:
             for canary in [*SUBJECTS, CANARY_SSN, CANARY_MRN]:
                 assert canary not in text
 
-    def test_a_worker_error_names_no_value(self, spark, capfd):
-        """pyarrow's messages can quote the value that failed; in a Spark worker the executor's guard turns
-        such an error into one that names the policy and the error class only, before Spark logs it."""
-        from airflow_phi_guard.engine.spark import _value_free_errors
+    def test_a_worker_failure_names_no_value_and_is_not_retryable(self, tmp_path: Path, spark, caplog, capfd):
+        """A timestamp in the year 24152 cannot be reduced to its month: pyarrow's error quotes the value.
+        In a Spark worker the executor's guard turns it into an error naming the class only, before Spark
+        logs it, and the driver keeps it not retryable, as the Arrow executor does."""
+        from airflow_phi_guard.deid import generalize
 
-        def failing(batches):
-            for batch in batches:
-                with _value_free_errors("every-treatment"):
-                    raise pa.ArrowInvalid(f"Failed to parse string: '{CANARY_SSN}' as a date")
-                yield batch
+        far = 700 * 10**15  # microseconds: 24152-02-12
+        with pytest.raises(pa.ArrowInvalid) as raw:
+            generalize.to_month(pa.array([far], pa.int64()).cast(pa.timestamp("us")), None, AS_OF)
+        canary = "24152-02-12"
+        assert canary in str(raw.value), "the planted value is not what pyarrow quotes"
 
-        frame = spark.createDataFrame([(1,)], "x long")
-        with pytest.raises(Exception) as caught:  # noqa: PT011 - whichever class Spark wraps it in
-            frame.mapInArrow(failing, frame.schema).collect()
+        seen = pa.array([datetime(2024, 1 + i % 12, 28, 12, 0) for i in range(ROWS)], pa.timestamp("us"))
+        counts = seen.cast(pa.int64()).to_pylist()
+        counts[4] = far
+        source = _every_treatment_source(
+            tmp_path / "source.parquet", extra={"SEEN": pa.array(counts, pa.int64()).cast(pa.timestamp("us"))}
+        )
+        options = {
+            "consent": _consent(tmp_path),
+            "as_of": AS_OF,
+            "pseudonym_key": PSEUDONYM_KEY,
+            "date_shift_key": SHIFT_KEY,
+        }
+        policy = parse_policy(EVERY_TREATMENT)
+        with pytest.raises(DataProcessingError) as on_arrow:
+            govern(
+                policy,
+                source,
+                tmp_path / "arrow.parquet",
+                surrogate_mapping=tmp_path / "a.parquet",
+                **options,
+            )
+        caplog.set_level(logging.DEBUG)
+        capfd.readouterr()
 
+        with pytest.raises(DataProcessingError) as on_spark:
+            govern_spark(
+                policy,
+                source,
+                tmp_path / "spark",
+                spark=spark,
+                surrogate_mapping=tmp_path / "s.parquet",
+                **options,
+            )
+
+        assert (on_spark.value.cause, on_spark.value.retryable) == (on_arrow.value.cause, False)
+        assert on_spark.value.cause == "ArrowInvalid"
         captured = capfd.readouterr()
-        assert "ArrowInvalid" in str(caught.value)
-        for text in (str(caught.value), captured.out, captured.err):
+        for text in (str(on_spark.value), caplog.text, captured.out, captured.err):
+            assert canary not in text
             assert CANARY_SSN not in text
+            for subject in SUBJECTS:
+                assert subject not in text
 
 
 def test_cli_apply_with_engine_spark_publishes_what_arrow_publishes(

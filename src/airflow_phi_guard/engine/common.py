@@ -9,9 +9,10 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +39,7 @@ from airflow_phi_guard.engine.source import remove_dataset, replace_dataset
 from airflow_phi_guard.exceptions import (
     ConsentRegistryError,
     ConsentSubjectMismatchError,
+    DataProcessingError,
     DateShiftKeyError,
     DeidentificationRecordError,
     InvalidValuesError,
@@ -67,6 +69,11 @@ from airflow_phi_guard.report import (
     SurrogateNamespace,
     Verdict,
 )
+
+if TYPE_CHECKING:
+    from airflow_phi_guard.trail.chain import TrailHead
+    from airflow_phi_guard.trail.records import RunIds
+    from airflow_phi_guard.trail.store import AuditTrail
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,12 @@ ColumnTreatment = Callable[[pa.Array, pa.RecordBatch], pa.Array]
 
 @dataclass
 class Tally:
+    """The counts of a run as its passes add them up: rows read and admitted, exclusions by reason,
+    identifiers found per column, values a treatment could not read, and refusals that are no count.
+
+    Counts and column names only, never a value: the report is built from it.
+    """
+
     read: int = 0
     admitted: int = 0
     excluded: Counter[str] = field(default_factory=Counter)
@@ -117,6 +130,9 @@ class Tally:
 
 @dataclass(frozen=True)
 class Keys:
+    """The secret keys of a run, each None when not given: for ``pseudonymize``, for the subject manifest's
+    hashes and for ``date-shift``. Only their fingerprints reach the report."""
+
     pseudonym: bytes | None
     manifest: bytes | None
     date_shift: bytes | None
@@ -211,7 +227,17 @@ def risk_gate(
     if refusals or not risk.suppressed_rows:
         return refusals
 
-    removed = suppress(temporary, accumulator, batch_rows)
+    return suppression_refusals(risk, suppress(temporary, accumulator, batch_rows), tally)
+
+
+def suppression_refusals(risk: ReidentificationRisk, removed: int, tally: Tally) -> list[Refusal]:
+    """Refuse when suppression removed another number of rows than the measure counted in classes smaller
+    than k_min; otherwise record the suppression in ``tally``.
+
+    :param risk: the measure, with the rows it counted in small classes.
+    :param removed: the rows the suppression pass removed.
+    :param tally: the counts of the run.
+    """
     if removed != risk.suppressed_rows:
         # The measure and the pass disagree on which rows are in small classes: publish nothing rather
         # than rows whose risk nobody measured.
@@ -467,6 +493,15 @@ def column_treatments(
 def column_treatment(
     plan: Plan, column: ColumnPlan, as_of: date, keys: Keys, codes: dict[str, SurrogateCodes]
 ) -> ColumnTreatment:
+    """The treatment of one published column as a function of its values and their batch.
+
+    :param plan: the plan of the run.
+    :param column: the published column.
+    :param as_of: the reference date of ages and of two-digit years.
+    :param keys: the run's keys.
+    :param codes: the surrogate codes of the run per namespace (or an object with the same ``codes_for``).
+    :raises AssertionError: a treatment without a function, which the policy model does not let through.
+    """
     policy = plan.policy
     declaration = policy.columns[column.source]
     reading = declaration.date_reading
@@ -533,6 +568,11 @@ def output_schema(plan: Plan) -> pa.Schema:
 
 
 def output_type(treatment: Treatment, source_type: pa.DataType) -> pa.DataType:
+    """The Arrow type a treatment publishes for a column of ``source_type``.
+
+    :param treatment: the column's treatment.
+    :param source_type: the column's type in the source.
+    """
     if treatment in _OUTPUT_TYPES:
         return _OUTPUT_TYPES[treatment]
     value_type = source_type.value_type if pa.types.is_dictionary(source_type) else source_type
@@ -564,6 +604,10 @@ def scan_column(
 
 
 def refusals_from(tally: Tally) -> list[Refusal]:
+    """The refusals the counts of a pass call for: consent, failures, unreadable values, residual PHI.
+
+    :param tally: the counts of the run so far.
+    """
     refusals = consent_refusals(tally) + tally.failures
     refusals += [
         Refusal(
@@ -584,6 +628,104 @@ def refusals_from(tally: Tally) -> list[Refusal]:
     return refusals
 
 
+class ReportOfRun(Protocol):
+    """The report of a run at a verdict, as :func:`report_builder` returns it."""
+
+    def __call__(
+        self,
+        verdict: Verdict,
+        tally: Tally,
+        published_at: Path | None,
+        manifest: SubjectManifestRecord | None = None,
+    ) -> GovernanceReport: ...
+
+
+def report_builder(
+    policy: Policy,
+    plan: Plan,
+    source: Path,
+    consent: ConsentSource | str | os.PathLike[str] | None,
+    as_of: date,
+    keys: Keys,
+    deidentified: Deidentified,
+    refusals: list[Refusal],
+) -> ReportOfRun:
+    """The run's :func:`build_report` with what stays fixed during the run bound; ``refusals`` is read when
+    the report is built, so refusals added later are in it.
+
+    :param policy: the policy enforced.
+    :param plan: the plan carried out.
+    :param source: the path that names the source dataset.
+    :param consent: the consent registry as the run was given it.
+    :param as_of: the reference date of consent and ages.
+    :param keys: the run's keys.
+    :param deidentified: what the run learns of its de-identification.
+    :param refusals: the run's refusals, as the run adds to them.
+    """
+
+    def report(
+        verdict: Verdict,
+        tally: Tally,
+        published_at: Path | None,
+        manifest: SubjectManifestRecord | None = None,
+    ) -> GovernanceReport:
+        built = build_report(
+            policy, plan, source, consent, as_of, keys, deidentified, verdict, tally, refusals, published_at
+        )
+        return built.model_copy(update={"manifest": manifest})
+
+    return report
+
+
+class _RunResult(Protocol):
+    report: GovernanceReport
+    trail_head: TrailHead | None
+
+
+_Result = TypeVar("_Result", bound=_RunResult)
+
+
+def record_in_trail(
+    result: _Result, trail: AuditTrail | str | os.PathLike[str] | None, trail_ids: RunIds | None
+) -> _Result:
+    """Record a finished run in the audit trail, and return its result with the record's head; a published
+    set whose record cannot be written is withdrawn, since it needs its record, and the error raised.
+
+    :param result: the run's result (a :class:`~airflow_phi_guard.engine.executor.GovernanceResult`).
+    :param trail: the audit trail, or None to record nothing.
+    :param trail_ids: the DAG, task and run ids of the record.
+    """
+    from airflow_phi_guard.trail.chain import TrailHead
+    from airflow_phi_guard.trail.records import record_run
+
+    if trail is None:
+        return result
+    try:
+        record = record_run(trail, result.report, ids=trail_ids)
+    except Exception:
+        if result.report.output is not None:
+            withdraw(Path(result.report.output), because="its audit trail record could not be written")
+        raise
+    return replace(result, trail_head=TrailHead(sequence=record.sequence, digest=record.digest))
+
+
+@contextmanager
+def arrow_errors(source: Path) -> Iterator[None]:
+    """Turn a pyarrow error into a :class:`~airflow_phi_guard.exceptions.DataProcessingError` that names
+    ``source`` and the error class only (pyarrow's messages can quote the value that failed); I/O errors
+    stay retryable, a missing file propagates as it is.
+
+    :param source: the source dataset of the run.
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except pa.ArrowException as error:
+        retryable = isinstance(error, pa.ArrowIOError)
+        raise DataProcessingError(str(source), type(error).__name__, retryable=retryable) from None
+
+
 def build_report(
     policy: Policy,
     plan: Plan,
@@ -597,6 +739,20 @@ def build_report(
     refusals: list[Refusal],
     published_at: Path | None,
 ) -> GovernanceReport:
+    """The governance report of a run, from its plan, counts and refusals: names, counts and digests only.
+
+    :param policy: the policy enforced.
+    :param plan: the plan carried out.
+    :param source: the path that names the source dataset.
+    :param consent: the consent registry as the run was given it.
+    :param as_of: the reference date of consent and ages.
+    :param keys: the run's keys, recorded by fingerprint only.
+    :param deidentified: what the run learnt of its de-identification (surrogate codes, risk).
+    :param verdict: published or refused.
+    :param tally: the run's counts.
+    :param refusals: why nothing was published; empty when published.
+    :param published_at: the governed set's path when published, else None.
+    """
     deidentification = policy.deidentification
     columns = [
         ColumnDecision(

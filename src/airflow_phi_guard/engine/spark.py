@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +30,11 @@ from airflow_phi_guard.deid.risk import (
 )
 from airflow_phi_guard.deid.surrogate import MappingStore, normalized_identifiers
 from airflow_phi_guard.engine.common import (
+    ColumnTreatment,
     Deidentified,
     Keys,
     Tally,
-    build_report,
+    arrow_errors,
     column_treatments,
     commit_surrogates,
     mapping_store,
@@ -39,8 +42,11 @@ from airflow_phi_guard.engine.common import (
     preflight,
     publish,
     recipient_refusals,
+    record_in_trail,
     refusals_from,
+    report_builder,
     scan_column,
+    suppression_refusals,
     withdraw,
 )
 from airflow_phi_guard.engine.executor import DEFAULT_BATCH_ROWS, GovernanceResult
@@ -55,15 +61,15 @@ from airflow_phi_guard.exceptions import (
     DataProcessingError,
     InvalidValuesError,
     ReidentificationRiskError,
+    SourceDatasetError,
     SurrogateMappingError,
 )
 from airflow_phi_guard.phi.identifiers import SafeHarborIdentifier
 from airflow_phi_guard.phi.known import KnownValues
 from airflow_phi_guard.policy.models import Policy, Treatment
 from airflow_phi_guard.recipients.models import RecipientRegistry
-from airflow_phi_guard.report import GovernanceReport, SubjectManifestRecord, Verdict
-from airflow_phi_guard.trail.chain import TrailHead
-from airflow_phi_guard.trail.records import RunIds, record_run
+from airflow_phi_guard.report import Verdict
+from airflow_phi_guard.trail.records import RunIds
 from airflow_phi_guard.trail.store import AuditTrail
 
 if TYPE_CHECKING:
@@ -79,14 +85,46 @@ _POSITION = "__phi_guard_registry_position"
 _ADMITTED = "__phi_guard_admitted"
 _SIZE = "__phi_guard_class_rows"
 
+#: The session settings a run relies on, set for the run and restored after it:
+#: - Arrow batches of the Arrow executor's size, so that known values are matched within batches of the
+#:   same size (they are matched within a batch, see the README's known limitations);
+#: - partition folder names read as text, never typed by guessing (``007`` would become 7, and a subject id
+#:   ``00123`` the consent of ``123``); each batch is cast back to the types ``open_source`` gives them;
+#: - ``INT64 TIMESTAMP(NANOS)`` columns read as their integer counts, which Spark cannot read otherwise;
+#:   the cast back to the source's ``timestamp[ns]`` is exact.
 _BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
+_PARTITION_TYPES_CONF = "spark.sql.sources.partitionColumnTypeInference.enabled"
+_NANOS_CONF = "spark.sql.legacy.parquet.nanosAsLong"
+
+#: The advice of a retryable DataProcessingError, by which the driver tells a worker's I/O failure apart.
+_RETRYABLE_ADVICE = "retry once the storage is reachable"
+#: A worker's error as Spark quotes its Python traceback; only the class names are taken from it.
+_WORKER_ERROR = re.compile(
+    r"^(?:[A-Za-z_][\w.]*\.)?(?P<name>[A-Za-z_]\w*(?:Error|Exception)): ", re.MULTILINE
+)
+_WORKER_CAUSE = re.compile(r"DataProcessingError: (?P<cause>[A-Za-z_]\w*) while processing ")
+#: Java classes in a cause chain that mark a failure of storage or of the connection, which may heal.
+_IO_CAUSE = re.compile(
+    r"^(?:Caused by: )?(?:java\.io\.\w*(?:IOException|FileNotFoundException)|java\.net\.\w+Exception"
+    r"|java\.nio\.file\.\w+Exception|org\.apache\.hadoop\.\S*(?:IOException|Exception))\b",
+    re.MULTILINE,
+)
 
 #: What the value scan of a partition returns: counts only, never a value.
 _COUNTS_SCHEMA = pa.schema(
     [("kind", pa.string()), ("column", pa.string()), ("detail", pa.string()), ("count", pa.int64())]
 )
+#: What a task of the write pass returns: its counts, the identifiers and unreadable values it found in the
+#: rows it wrote (counts only), and the files it wrote.
 _WRITTEN_SCHEMA = pa.schema(
-    [("partition", pa.int64()), ("rows", pa.int64()), ("files", pa.list_(pa.string()))]
+    [
+        ("partition", pa.int64()),
+        ("read", pa.int64()),
+        ("admitted", pa.int64()),
+        ("rows", pa.int64()),
+        ("counts", pa.list_(pa.struct(list(_COUNTS_SCHEMA)))),
+        ("files", pa.list_(pa.string())),
+    ]
 )
 
 
@@ -122,6 +160,9 @@ def session_for(builder: Any, app_name: str, *, partitions: int = 2) -> SparkSes
         # A failed Python worker's traceback is shown without Spark's own frames; the executor's workers
         # raise errors whose messages carry no values (see _value_free_errors).
         .config("spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled", "true")
+        # A speculative copy of a task could write parts after the driver listed them; the driver also
+        # checks the folder against the returned attempts before publishing (see _check_parts).
+        .config("spark.speculation", "false")
         .getOrCreate()
     )
     # INFO lines of Spark name files and stages, never rows; WARN keeps the output readable.
@@ -166,27 +207,29 @@ def govern_spark(
     :param spark: the session to run on (:func:`local_session`, or one built from an Airflow connection).
         Its workers write the parts, so they must see ``output``'s folder (local mode, or a shared file
         system).
-    :raises ValueError: the source is not Parquet.
-    :raises DataProcessingError: Spark failed; its message names no value.
+    :raises SourceDatasetError: the source is not one Parquet path.
+    :raises DataProcessingError: Spark failed, or the source changed while the run read it (retryable);
+        its message names no value.
     """
     if not isinstance(source, str | os.PathLike):
-        raise ValueError("the Spark engine reads one Parquet file or folder; give one path, not a list")
+        raise SourceDatasetError(
+            "the list of files", "is not one path: the Spark engine reads one Parquet file or folder"
+        )
     source_path, output_path = Path(source).resolve(), Path(output).resolve()
     if source_path.suffix.lower() == ".csv":
-        raise ValueError(
-            f"the Spark engine reads Parquet, and {source_path.name} is CSV; convert it, or use the Arrow "
-            "engine (--engine arrow)"
+        raise SourceDatasetError(
+            str(source_path), "is CSV and the Spark engine reads Parquet: convert it, or use the Arrow engine"
         )
     from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
 
     keys = Keys(pseudonym_key, manifest_key, date_shift_key)
-    previous = spark.conf.get(_BATCH_CONF, None)
-    # Arrow batches of the same size as the Arrow executor's, so that known values are matched within
-    # batches of the same size (they are matched within a batch, see the README's known limitations).
-    spark.conf.set(_BATCH_CONF, str(batch_rows))
+    settings = {_BATCH_CONF: str(batch_rows), _PARTITION_TYPES_CONF: "false", _NANOS_CONF: "true"}
+    previous = {name: spark.conf.get(name, None) for name in settings}
+    for name, value in settings.items():
+        spark.conf.set(name, value)
     try:
-        with mapping_store(policy, surrogate_mapping) as store:
+        with arrow_errors(source_path), mapping_store(policy, surrogate_mapping) as store:
             result = _govern(
                 spark,
                 policy,
@@ -199,28 +242,54 @@ def govern_spark(
                 recipients,
                 tuple(partition_by),
             )
-    except FileNotFoundError:
-        raise
-    except pa.ArrowException as error:
-        retryable = isinstance(error, pa.ArrowIOError)
-        raise DataProcessingError(str(source_path), type(error).__name__, retryable=retryable) from None
     except (PySparkException, Py4JError) as error:
-        # Spark's message may quote a worker's traceback; only the class name goes on.
-        raise DataProcessingError(str(source_path), type(error).__name__, retryable=True) from None
+        # Spark's message may quote a worker's traceback; only class names go on.
+        raise _processing_error(error, source_path) from None
     finally:
-        if previous is None:
-            spark.conf.unset(_BATCH_CONF)
-        else:
-            spark.conf.set(_BATCH_CONF, previous)
-    if trail is None:
-        return result
-    try:
-        record = record_run(trail, result.report, ids=trail_ids)
-    except Exception:
-        if result.report.output is not None:
-            withdraw(Path(result.report.output), because="its audit trail record could not be written")
-        raise
-    return replace(result, trail_head=TrailHead(sequence=record.sequence, digest=record.digest))
+        for name, value in previous.items():
+            if value is None:
+                spark.conf.unset(name)
+            else:
+                spark.conf.set(name, value)
+    return record_in_trail(result, trail, trail_ids)
+
+
+def _processing_error(error: Exception, source: Path) -> DataProcessingError:
+    """The error of a failed Spark job, naming classes only: retryable when storage or the connection to
+    Spark failed, not when Spark refused the query (``AnalysisException``) or a worker's code failed,
+    unless the worker's own guard found an I/O error.
+
+    :param error: what PySpark or py4j raised.
+    :param source: the source dataset of the run.
+    """
+    import builtins
+
+    from py4j.protocol import Py4JJavaError, Py4JNetworkError
+    from pyspark.errors import AnalysisException, PythonException
+
+    from airflow_phi_guard import exceptions
+
+    if isinstance(error, Py4JNetworkError):
+        return DataProcessingError(str(source), type(error).__name__, retryable=True)
+    if isinstance(error, AnalysisException):
+        return DataProcessingError(str(source), type(error).__name__, retryable=False)
+    if isinstance(error, Py4JJavaError):
+        text = str(error)
+    else:
+        text = f"{getattr(error, '_desc', '')}\n{getattr(error, '_stackTrace', '')}"
+    if isinstance(error, PythonException) or "org.apache.spark.api.python.PythonException" in text:
+        # A worker failed: its guard raised an error naming a class only, or one of the package's errors.
+        cause = _WORKER_CAUSE.search(text)
+        # only names of known error classes are taken from the text, which could quote anything else
+        known = [
+            match.group("name")
+            for match in _WORKER_ERROR.finditer(text)
+            if hasattr(exceptions, match.group("name")) or hasattr(builtins, match.group("name"))
+        ]
+        name = cause.group("cause") if cause else (known[-1] if known else type(error).__name__)
+        retryable = cause is not None and _RETRYABLE_ADVICE in text[cause.end() :]
+        return DataProcessingError(str(source), name, retryable=retryable)
+    return DataProcessingError(str(source), type(error).__name__, retryable=bool(_IO_CAUSE.search(text)))
 
 
 def _govern(
@@ -237,29 +306,12 @@ def _govern(
 ) -> GovernanceResult:
     from pyspark.sql import functions
 
+    # Every pass reads the source again; what they read must be what the plan was made from.
+    fingerprint = _fingerprint(source_path)
     plan = make_plan(policy, open_source(source_path).schema)
     admission, refusals, deidentified = preflight(plan, consent, as_of, keys, store, recipients)
     refusals.extend(partition_refusals(plan, partition_by))
-
-    def report(
-        verdict: Verdict,
-        tally: Tally,
-        published_at: Path | None,
-        manifest: SubjectManifestRecord | None = None,
-    ) -> GovernanceReport:
-        return build_report(
-            policy,
-            plan,
-            source_path,
-            consent,
-            as_of,
-            keys,
-            deidentified,
-            verdict,
-            tally,
-            refusals,
-            published_at,
-        ).model_copy(update={"manifest": manifest})
+    report = report_builder(policy, plan, source_path, consent, as_of, keys, deidentified, refusals)
 
     def refused(tally: Tally, stage: str) -> GovernanceResult:
         withdraw(output_path)
@@ -271,11 +323,12 @@ def _govern(
         return refused(tally, "before reading rows")
 
     assert admission is not None
+    where = str(source_path)
     rows = _joined(spark, source_path, plan, admission)
     _count_consent(rows, admission, policy.subject, tally)
-    codes = _surrogate_lookups(rows, plan, deidentified, tally)
+    codes = _surrogate_lookups(rows, plan, deidentified, tally, where)
     if not tally.failures:
-        _scan_counts(rows, plan, as_of, keys, codes, tally)
+        _scan_counts(rows, plan, as_of, keys, codes, tally, where)
     thresholds = policy.deidentification.risk_thresholds
     if thresholds is not None and tally.read and not tally.refused:
         tally.failures.extend(_risk_column_failures(plan, thresholds))
@@ -283,36 +336,55 @@ def _govern(
     if refusals:
         return refused(tally, f"after {tally.read} row(s)")
 
-    # Each step below reads the source again rather than caching the rows: a cache would hold PHI in
-    # Spark's block manager (memory and local disk) beyond the run's control, so the passes cost reads.
-    admitted = rows.filter(functions.col(_ADMITTED))
-    published = admitted
+    # Known shortcoming: the rows are not cached between passes, so no pass leaves the source's rows in
+    # Spark's block manager, and the source is read once per pass. Spark still holds PHI outside the rows:
+    # the registry's subject ids are broadcast to every executor (see _joined), and the surrogate
+    # identifiers of the run with their codes, and the keys, travel in the closure of every task. A
+    # cluster's executors, their memory and local disks, are therefore within the PHI boundary.
+    published = rows
     expected = tally.admitted
     if thresholds is not None:
-        classes = _classes(admitted, plan, thresholds, as_of, keys, codes)
+        admitted = rows.filter(functions.col(_ADMITTED))
+        classes = _classes(admitted, plan, thresholds, as_of, keys, codes, where)
         risk = _measure(classes, thresholds)
         deidentified.risk = risk
         refusals.extend(Refusal(ReidentificationRiskError, reason) for reason in risk_refusals(risk))
         if refusals:
             return refused(tally, f"after {tally.read} row(s)")
+        if risk.rows + risk.suppressed_rows != tally.admitted:
+            # the classes were counted over other rows than the consent pass admitted
+            raise _changed(source_path)
         if risk.suppressed_rows:
-            published = _without_small_classes(admitted, classes, plan, thresholds, as_of, keys, codes)
+            # Known shortcoming: the write pass then reads the rows the anti-join left, so its own scan
+            # takes known values from those rows only, not from every row read as the first pass does.
+            published = _without_small_classes(admitted, classes, plan, thresholds, as_of, keys, codes, where)
         expected = risk.rows
 
     temporary = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        written = _write_parts(published, plan, as_of, keys, codes, temporary, partition_by)
+        written = _write_parts(published, plan, as_of, keys, codes, temporary, partition_by, where)
+        # The write pass scanned and checked the rows it wrote: what it found refuses the run, whatever
+        # the earlier passes saw.
+        _add_counts(tally, written.counts)
+        refusals.extend(refusals_from(tally))
+        if refusals:
+            return refused(tally, f"after {tally.read} row(s), in the rows to be published")
+        if _fingerprint(source_path) != fingerprint:
+            raise _changed(source_path)
+        if published is rows and (written.read, written.admitted) != (tally.read, tally.admitted):
+            raise _changed(source_path)
         if deidentified.risk is not None and deidentified.risk.suppressed_rows:
-            refusals.extend(_suppression_check(deidentified.risk, tally, written))
-        elif written != expected:
-            # Two passes over the source disagree: publish nothing rather than rows nobody checked.
-            raise DataProcessingError(str(source_path), "RowCountMismatch", retryable=True)
+            refusals.extend(suppression_refusals(deidentified.risk, tally.admitted - written.rows, tally))
+        elif written.rows != expected:
+            raise _changed(source_path)
         if not refusals and recipients is not None:
             candidate = report(Verdict.PUBLISHED, tally, output_path)
             refusals.extend(recipient_refusals(policy, candidate, recipients, as_of))
-        if not refusals:
-            refusals.extend(commit_surrogates(deidentified))
+        if refusals:
+            return refused(tally, f"after {tally.read} row(s)")
+        _check_parts(temporary, written.files, source_path)
+        refusals.extend(commit_surrogates(deidentified))
         if refusals:
             return refused(tally, f"after {tally.read} row(s)")
         manifest = publish(temporary, output_path, tally, keys.manifest)
@@ -330,31 +402,65 @@ def _govern(
     return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path, manifest), plan)
 
 
+def _changed(source: Path) -> DataProcessingError:
+    """The error of a run whose passes read different data: the source changed while the run read it."""
+    return DataProcessingError(str(source), "SourceChangedDuringRun", retryable=True)
+
+
+def _fingerprint(source: Path) -> tuple[tuple[str, int, int, int, int], ...]:
+    """The files of ``source`` (hidden and metadata files too) with their sizes, modification and change
+    times and inodes: a file replaced, rewritten, added or removed between two calls changes it.
+
+    :param source: a Parquet file or folder.
+    """
+    if source.is_file():
+        paths = [source]
+    else:
+        paths = sorted(Path(root, name) for root, _, names in os.walk(source) for name in names)
+    entries = []
+    for path in paths:
+        status = path.stat()
+        entries.append(
+            (
+                str(path.relative_to(source)) if path != source else "",
+                status.st_size,
+                status.st_mtime_ns,
+                status.st_ctime_ns,
+                status.st_ino,
+            )
+        )
+    return tuple(entries)
+
+
 def _quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
 def _joined(spark: SparkSession, source: Path, plan: Plan, admission: ConsentAdmission) -> DataFrame:
     """The planned columns of the source, each row with its registry position and admission, by a
-    broadcast join on the normalised subject id (the registry is held in memory anyway)."""
+    broadcast join on the normalised subject id (the registry is held in memory anyway).
+
+    The session reads partition folder names as text (see :data:`_PARTITION_TYPES_CONF`); every pass
+    casts a batch back to the types of the plan, which are ``open_source``'s, with :func:`_source_batch`.
+    """
     from pyspark.sql import functions
     from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
-    frame = spark.read.parquet(str(source)).select(
-        *[functions.col(_quoted(name)) for name in plan.read_columns]
-    )
+    reader = spark.read.option("basePath", str(source)) if source.is_dir() else spark.read
+    frame = reader.parquet(str(source)).select(*[functions.col(_quoted(name)) for name in plan.read_columns])
     keyed_schema = StructType(
         [*frame.schema.fields, StructField(_KEY, StringType()), StructField(_BLANK, BooleanType(), False)]
     )
     subject = plan.policy.subject
     rule = plan.policy.consent.subject_ids
     subject_type = plan.schema.field(subject).type
+    where = str(source)
 
     def keyed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from airflow_phi_guard.consent.admission import normalize_subject_ids
 
         for batch in batches:
-            with _value_free_errors(str(source)):
+            with _value_free_errors(where):
                 normalized = normalize_subject_ids(batch.column(subject).cast(subject_type), rule)
                 blank = pc.fill_null(pc.equal(pc.utf8_length(normalized), 0), True)
                 key = pc.if_else(blank, pa.scalar(None, pa.string()), normalized)
@@ -364,6 +470,11 @@ def _joined(spark: SparkSession, source: Path, plan: Plan, admission: ConsentAdm
 
     table = admission.join_table().rename_columns([_KEY, _POSITION, _ADMITTED])
     registry = spark.createDataFrame(table)
+    # Known shortcoming: the registry is always broadcast, so every executor holds its subject ids (PHI) and
+    # the driver ships all of them: a registry of 10 million subjects is some hundreds of megabytes per
+    # executor. The broadcast keeps the rows' partitions as read, which keeps known values matched within
+    # the batches the Arrow executor sees; a shuffled join above a size threshold would lift the memory
+    # bound at the price of that equality.
     return frame.mapInArrow(keyed, keyed_schema).join(functions.broadcast(registry), on=_KEY, how="left")
 
 
@@ -406,7 +517,7 @@ class _FrozenCodes:
 
 
 def _surrogate_lookups(
-    rows: DataFrame, plan: Plan, deidentified: Deidentified, tally: Tally
+    rows: DataFrame, plan: Plan, deidentified: Deidentified, tally: Tally, where: str
 ) -> dict[str, _FrozenCodes]:
     """Draw, on the driver, the codes of every distinct identifier the admitted rows hold, per namespace."""
     from pyspark.sql import functions
@@ -426,7 +537,7 @@ def _surrogate_lookups(
 
             def normalized(batches: Iterator[pa.RecordBatch], source=source, source_type=source_type):
                 for batch in batches:
-                    with _value_free_errors(source):
+                    with _value_free_errors(where):
                         values = normalized_identifiers(batch.column(0).cast(source_type))
                         yield pa.RecordBatch.from_arrays([values], names=["identifier"])
 
@@ -457,15 +568,68 @@ def _source_batch(batch: pa.RecordBatch, plan: Plan) -> pa.RecordBatch:
     )
 
 
+def _checked_batch(
+    spark_batch: pa.RecordBatch, plan: Plan, schema: pa.Schema, treat: dict[str, ColumnTreatment]
+) -> tuple[int, pa.RecordBatch | None, list[tuple[str, str, str, int]]]:
+    """The value scan and the treatments' checks of one batch as Spark hands it, as the Arrow executor
+    makes them: known values taken from every row of the batch, the admitted rows scanned and treated.
+
+    :returns: the admitted rows' count, their governed batch (None when anything was found), and the
+        counts of what was found: identifiers in kept text, values a treatment could not read, surrogate
+        failures (counts, column names and rule texts only).
+    """
+    batch = _source_batch(spark_batch, plan)
+    part = Tally()
+    known = KnownValues.from_batch(batch, plan.known_value_columns) if plan.known_value_columns else None
+    batch = batch.filter(pc.fill_null(spark_batch.column(_ADMITTED), False))
+    for column in plan.kept_text:
+        scan_column(column, batch.column(column.source), plan.text_detectors, known, part)
+    arrays, failures = [], []
+    for column in plan.published:
+        try:
+            arrays.append(treat[column.source](batch.column(column.source), batch))
+        except InvalidValuesError as error:
+            part.invalid[column.source] = error
+        except SurrogateMappingError as error:
+            failures.extend(error.refusals)
+    counts = [
+        ("finding", source_column, identifier.value, count)
+        for (source_column, identifier), count in part.findings.items()
+    ]
+    counts += [("invalid", column, error.expected, error.count) for column, error in part.invalid.items()]
+    counts += [("failure", "", reason, 1) for reason in failures]
+    governed = None if counts else pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return batch.num_rows, governed, counts
+
+
+def _add_counts(tally: Tally, counts: Sequence[tuple[str, str, str, int]]) -> None:
+    """Add what the workers found (summed per kind, column and detail) to the run's counts."""
+    for kind, column, detail, count in counts:
+        if kind == "finding":
+            tally.findings[(column, SafeHarborIdentifier(detail))] += count
+        elif kind == "invalid":
+            previous = tally.invalid.get(column)
+            total = count + (previous.count if previous else 0)
+            tally.invalid[column] = InvalidValuesError(total, detail)
+        elif Refusal(SurrogateMappingError, detail) not in tally.failures:
+            tally.failures.append(Refusal(SurrogateMappingError, detail))
+
+
 def _scan_counts(
-    rows: DataFrame, plan: Plan, as_of: date, keys: Keys, codes: dict[str, _FrozenCodes], tally: Tally
+    rows: DataFrame,
+    plan: Plan,
+    as_of: date,
+    keys: Keys,
+    codes: dict[str, _FrozenCodes],
+    tally: Tally,
+    where: str,
 ) -> None:
     """The value scan and the treatments' checks in the workers, returning counts only: identifiers found
     in kept text (known values taken from every row of a batch, as in the Arrow executor), and values a
     treatment could not read."""
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-    source = plan.policy.name
+    output = output_schema(plan)
     schema = StructType(
         [
             StructField("kind", StringType()),
@@ -478,47 +642,15 @@ def _scan_counts(
     def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         treat = column_treatments(plan, as_of, keys, codes)  # type: ignore[arg-type]
         for spark_batch in batches:
-            with _value_free_errors(source):
-                batch = _source_batch(spark_batch, plan)
-                part = Tally()
-                known = (
-                    KnownValues.from_batch(batch, plan.known_value_columns)
-                    if plan.known_value_columns
-                    else None
-                )
-                batch = batch.filter(pc.fill_null(spark_batch.column(_ADMITTED), False))
-                for column in plan.kept_text:
-                    scan_column(column, batch.column(column.source), plan.text_detectors, known, part)
-                failures: list[str] = []
-                for column in plan.published:
-                    try:
-                        treat[column.source](batch.column(column.source), batch)
-                    except InvalidValuesError as error:
-                        part.invalid[column.source] = error
-                    except SurrogateMappingError as error:
-                        failures.extend(error.refusals)
-                counts = [
-                    ("finding", source_column, identifier.value, count)
-                    for (source_column, identifier), count in part.findings.items()
-                ]
-                counts += [
-                    ("invalid", column, error.expected, error.count) for column, error in part.invalid.items()
-                ]
-                counts += [("failure", "", reason, 1) for reason in failures]
+            with _value_free_errors(where):
+                _, _, counts = _checked_batch(spark_batch, plan, output, treat)
                 yield pa.RecordBatch.from_pylist(
                     [dict(zip(_COUNTS_SCHEMA.names, row, strict=True)) for row in counts],
                     schema=_COUNTS_SCHEMA,
                 )
 
-    for kind, column, detail, count in (
-        rows.mapInArrow(scan, schema).groupBy("kind", "column", "detail").sum("count").collect()
-    ):
-        if kind == "finding":
-            tally.findings[(column, SafeHarborIdentifier(detail))] += count
-        elif kind == "invalid":
-            tally.invalid[column] = InvalidValuesError(count, detail)
-        elif Refusal(SurrogateMappingError, detail) not in tally.failures:
-            tally.failures.append(Refusal(SurrogateMappingError, detail))
+    found = rows.mapInArrow(scan, schema).groupBy("kind", "column", "detail").sum("count").collect()
+    _add_counts(tally, [tuple(row) for row in found])
 
 
 def _risk_column_failures(plan: Plan, thresholds: RiskThresholds) -> list[Refusal]:
@@ -601,6 +733,7 @@ def _with_class_keys(
     as_of: date,
     keys: Keys,
     codes: dict[str, _FrozenCodes],
+    where: str,
     *,
     keep_rows: bool,
 ) -> DataFrame:
@@ -622,12 +755,11 @@ def _with_class_keys(
         for name, column in zip(names, measured, strict=True)
     ]
     schema = StructType([*frame.schema.fields, *fields] if keep_rows else fields)
-    source = plan.policy.name
 
     def class_keys(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         treat = column_treatments(plan, as_of, keys, codes)  # type: ignore[arg-type]
         for spark_batch in batches:
-            with _value_free_errors(source):
+            with _value_free_errors(where):
                 batch = _source_batch(spark_batch, plan)
                 arrays = [
                     _class_key(treat[column.source](batch.column(column.source), batch))
@@ -649,6 +781,7 @@ def _classes(
     as_of: date,
     keys: Keys,
     codes: dict[str, _FrozenCodes],
+    where: str,
 ) -> DataFrame:
     """The equivalence classes of the published rows, one row each: the quasi-identifier keys, the class
     size and, per sensitive column, its count of distinct values in the class.
@@ -659,7 +792,7 @@ def _classes(
     """
     from pyspark.sql import functions
 
-    keyed = _with_class_keys(admitted, plan, thresholds, as_of, keys, codes, keep_rows=False)
+    keyed = _with_class_keys(admitted, plan, thresholds, as_of, keys, codes, where, keep_rows=False)
     quasi = [_quasi_key(i) for i in range(len(thresholds.quasi_identifiers))]
     aggregations = [functions.count(functions.lit(1)).alias(_SIZE)]
     aggregations += [
@@ -732,6 +865,7 @@ def _without_small_classes(
     as_of: date,
     keys: Keys,
     codes: dict[str, _FrozenCodes],
+    where: str,
 ) -> DataFrame:
     """``below_k: suppress`` in Spark: the admitted rows joined with the classes smaller than k_min on
     their quasi-identifier keys (a missing value matching a missing one), and only the unmatched kept."""
@@ -740,7 +874,7 @@ def _without_small_classes(
     from pyspark.sql import functions
 
     quasi = [_quasi_key(i) for i in range(len(thresholds.quasi_identifiers))]
-    keyed = _with_class_keys(admitted, plan, thresholds, as_of, keys, codes, keep_rows=True)
+    keyed = _with_class_keys(admitted, plan, thresholds, as_of, keys, codes, where, keep_rows=True)
     small = classes.where(functions.col(_SIZE) < thresholds.k_min).select(
         *[functions.col(name).alias(f"{name}_small") for name in quasi]
     )
@@ -751,26 +885,16 @@ def _without_small_classes(
     return keyed.join(small, on=matches, how="left_anti").drop(*quasi)
 
 
-def _suppression_check(risk: ReidentificationRisk, tally: Tally, written: int) -> list[Refusal]:
-    """Refuse when the rows written disagree with the rows the measure kept, as the Arrow executor's
-    suppression pass does; record the suppression otherwise."""
-    removed = tally.admitted - written
-    if written != risk.rows or removed != risk.suppressed_rows:
-        return [
-            Refusal(
-                ReidentificationRiskError,
-                f"re-identification risk: suppression removed {removed} row(s) where the measure counted "
-                f"{risk.suppressed_rows} in classes smaller than k_min; nothing was published",
-            )
-        ]
-    tally.suppressed = removed
-    log.info(
-        "suppressed %d row(s) of %d equivalence class(es) smaller than k_min %d",
-        removed,
-        risk.classes_below_k,
-        risk.k_min,
-    )
-    return []
+@dataclass(frozen=True)
+class _Written:
+    """What the write pass returned: rows read, admitted and written, what its checks found in the rows it
+    wrote (summed), and the files of the returned task attempts, relative to the folder."""
+
+    read: int
+    admitted: int
+    rows: int
+    counts: list[tuple[str, str, str, int]]
+    files: frozenset[str]
 
 
 def _write_parts(
@@ -781,10 +905,15 @@ def _write_parts(
     codes: dict[str, _FrozenCodes],
     folder: Path,
     partition_by: tuple[str, ...],
-) -> int:
-    """Treat the rows in the workers and write them into ``folder`` as Parquet parts of the output's exact
-    Arrow schema (hive-partitioned by ``partition_by``, as the Arrow executor lays them out), with the
-    schema file that marks a governed set; returns the rows written.
+    where: str,
+) -> _Written:
+    """Scan, check, treat and write the admitted rows in the workers into ``folder`` as Parquet parts of the
+    output's exact Arrow schema (hive-partitioned by ``partition_by``, as the Arrow executor lays them
+    out), with the schema file that marks a governed set.
+
+    The pass runs the value scan and every treatment's check itself, over exactly the rows it writes, and
+    returns what it found with its counts: the earlier scan pass read the source apart, so only these
+    checks vouch for the rows written. A task that found anything writes no further batch.
 
     Each task attempt names its files apart; only the files of the attempts whose results Spark returned
     are kept, so a failed or repeated attempt leaves nothing behind. The workers must see ``folder`` where
@@ -794,7 +923,6 @@ def _write_parts(
     from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
 
     schema = output_schema(plan)
-    source = plan.policy.name
     location = str(folder)
     partitioning = (
         pa_dataset.partitioning(pa.schema([schema.field(name) for name in partition_by]), flavor="hive")
@@ -808,26 +936,29 @@ def _write_parts(
         attempt = context.attemptNumber() if context else 0
         treat = column_treatments(plan, as_of, keys, codes)  # type: ignore[arg-type]
         files: list[str] = []
-        written = 0
+        found: Counter[tuple[str, str, str]] = Counter()
+        read = admitted = written = 0
 
         def governed() -> Iterator[pa.RecordBatch]:
-            nonlocal written
+            nonlocal read, admitted, written
             for spark_batch in batches:
-                batch = _source_batch(spark_batch, plan)
-                arrays = [
-                    treat[column.source](batch.column(column.source), batch) for column in plan.published
-                ]
+                rows_admitted, batch, counts = _checked_batch(spark_batch, plan, schema, treat)
+                read += spark_batch.num_rows
+                admitted += rows_admitted
+                for kind, column, detail, count in counts:
+                    found[(kind, column, detail)] += count
+                # once anything was found the run is refused: scanning goes on for the counts, writing not
+                if found or batch is None or batch.num_rows == 0:
+                    continue
                 written += batch.num_rows
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+                yield batch
 
-        with _value_free_errors(source):
+        with _value_free_errors(where):
             if partitioning is None:
                 path = os.path.join(location, f"part-{partition:05d}-{attempt}.parquet")
                 writer = None
                 try:
                     for batch in governed():
-                        if batch.num_rows == 0:
-                            continue
                         if writer is None:
                             writer = pq.ParquetWriter(path, schema)
                             files.append(os.path.basename(path))
@@ -847,14 +978,39 @@ def _write_parts(
                     existing_data_behavior="overwrite_or_ignore",
                     file_visitor=lambda file: files.append(os.path.relpath(file.path, location)),
                 )
+        counts = [
+            {"kind": kind, "column": column, "detail": detail, "count": count}
+            for (kind, column, detail), count in found.items()
+        ]
         yield pa.RecordBatch.from_pylist(
-            [{"partition": partition, "rows": written, "files": files}], schema=_WRITTEN_SCHEMA
+            [
+                {
+                    "partition": partition,
+                    "read": read,
+                    "admitted": admitted,
+                    "rows": written,
+                    "counts": counts,
+                    "files": files,
+                }
+            ],
+            schema=_WRITTEN_SCHEMA,
         )
 
+    count_type = StructType(
+        [
+            StructField("kind", StringType()),
+            StructField("column", StringType()),
+            StructField("detail", StringType()),
+            StructField("count", LongType()),
+        ]
+    )
     result_schema = StructType(
         [
             StructField("partition", LongType()),
+            StructField("read", LongType()),
+            StructField("admitted", LongType()),
             StructField("rows", LongType()),
+            StructField("counts", ArrayType(count_type)),
             StructField("files", ArrayType(StringType())),
         ]
     )
@@ -867,8 +1023,38 @@ def _write_parts(
     if not partition_by and not kept:
         # no row to publish: one empty part still carries the schema, as the Arrow executor's empty file
         pq.write_table(schema.empty_table(), folder / "part-00000.parquet")
+        kept.add("part-00000.parquet")
     pq.write_metadata(schema, folder / PARTITION_SCHEMA_FILE)
-    return int(pc.sum(results.column("rows")).as_py() or 0)
+    found: Counter[tuple[str, str, str]] = Counter()
+    for task_counts in results.column("counts").to_pylist():
+        for item in task_counts:
+            found[(item["kind"], item["column"], item["detail"])] += item["count"]
+
+    def total(name: str) -> int:
+        return int(pc.sum(results.column(name)).as_py() or 0)
+
+    return _Written(
+        read=total("read"),
+        admitted=total("admitted"),
+        rows=total("rows"),
+        counts=[(kind, column, detail, count) for (kind, column, detail), count in sorted(found.items())],
+        files=frozenset({*kept, PARTITION_SCHEMA_FILE}),
+    )
+
+
+def _check_parts(folder: Path, files: frozenset[str], source: Path) -> None:
+    """Fail unless ``folder`` holds exactly the files of the returned task attempts (and the schema file):
+    a task attempt still running after its job, such as a speculative copy, could have added one.
+
+    :raises DataProcessingError: another file is in the folder (retryable).
+    """
+    found = {
+        os.path.relpath(os.path.join(root, name), folder)
+        for root, _, names in os.walk(folder)
+        for name in names
+    }
+    if found != files:
+        raise DataProcessingError(str(source), "UnexpectedTaskFiles", retryable=True)
 
 
 def _remove_other_files(folder: Path, kept: set[str]) -> None:
@@ -890,17 +1076,20 @@ def _remove_other_files(folder: Path, kept: set[str]) -> None:
 
 @contextmanager
 def _value_free_errors(source: str) -> Iterator[None]:
-    """Turn any error of a worker into one whose message names no value: Spark logs a failed task's
-    traceback, and pyarrow's messages can quote the value that failed to convert.
+    """Turn any error of a worker into a :class:`~airflow_phi_guard.exceptions.DataProcessingError` that
+    names ``source`` and the error class only, retryable for an I/O error alone: Spark logs a failed task's
+    traceback, and pyarrow's messages can quote the value that failed to convert. The package's own errors
+    with value-free messages (unreadable values, surrogate failures) go on as they are.
 
-    :param source: what the error names: the policy whose run failed.
+    :param source: the source dataset the run reads, which the error names.
     """
     try:
         yield
-    except (InvalidValuesError, SurrogateMappingError):
+    except (InvalidValuesError, SurrogateMappingError, DataProcessingError):
         raise
     except Exception as error:
-        raise DataProcessingError(source, type(error).__name__, retryable=False) from None
+        retryable = isinstance(error, OSError)
+        raise DataProcessingError(source, type(error).__name__, retryable=retryable) from None
 
 
 def _quasi_key(i: int) -> str:
