@@ -75,14 +75,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("error:", str(error))
         return EXIT_ERROR
     except OSError as error:
-        # strerror and filename, never str(error): some libraries put data into I/O error messages
-        where = f" ({error.filename})" if error.filename else ""
-        _say("error:", f"{type(error).__name__}: {error.strerror or 'I/O error'}{where}")
+        # Never str(error) nor a library's strerror: pyarrow puts whole paths (partition folders, whose
+        # names hold values) and data into them. The errno's own text, and the file up to its first
+        # partition folder.
+        reason = os.strerror(error.errno) if error.errno else "I/O error"
+        where = f" ({_without_partition_folders(error.filename)})" if error.filename else ""
+        _say("error:", f"{type(error).__name__}: {_own_reason(error, reason)}{where}")
         return EXIT_ERROR
     except Exception as error:
         # the message of an unexpected error may quote data: name its class only
         _say("error:", f"unexpected {type(error).__name__}; its message is withheld")
         return EXIT_ERROR
+
+
+def _own_reason(error: OSError, reason: str) -> str:
+    """This package's own reason for an I/O error (counts and no path), else the errno's text."""
+    own = error.strerror if isinstance(error.strerror, str) else None
+    return own if own and "/" not in own and "=" not in own else reason
+
+
+def _without_partition_folders(filename: object) -> str:
+    """A path cut before its first ``key=value`` folder, whose name holds a value."""
+    parts = Path(os.fsdecode(filename) if isinstance(filename, str | bytes) else str(filename)).parts
+    for index, part in enumerate(parts):
+        if "=" in part:
+            return f"{Path(*parts[:index])} (a file below it)"
+    return str(Path(*parts)) if parts else ""
 
 
 def _say(label: str, message: str) -> None:

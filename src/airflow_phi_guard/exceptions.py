@@ -106,6 +106,11 @@ class PartitionNotPermittedError(PolicyViolationError):
     pseudonym, free text, or a column that is not in the output."""
 
 
+class OutputPathError(PolicyViolationError):
+    """The output of a run is one of its inputs, lies inside an input folder or holds an input: publishing or
+    withdrawing it would overwrite or delete the source, so the run stops before anything is written."""
+
+
 class ConsentRegistryError(PolicyViolationError):
     """The consent registry is missing, unreadable or malformed, so no record can be admitted."""
 

@@ -417,14 +417,17 @@ class TestAtomicity:
         output = tmp_path / "out" / "governed"
         self._published_before(tmp_path, output)
         before = {path: (output / path).read_bytes() for path in _paths(output)}
-        # 1300 distinct doses (about 1200 admitted): more partitions than pyarrow writes from one batch
-        # (1024), a real fault that comes after every check passed
-        table = _table(1300).set_column(3, "DOSE_MG", pa.array(range(1300), pa.int64()))
+        # 1100 distinct doses, each given to all 13 subjects (12 admitted, enough for the folders' k_min of
+        # 11): more partitions than pyarrow writes from one batch (1024), a real fault that comes after
+        # every check passed
+        rows = 1100 * len(SUBJECTS)
+        doses = pa.array([number // len(SUBJECTS) for number in range(rows)], pa.int64())
+        table = _table(rows).set_column(3, "DOSE_MG", doses)
         source = tmp_path / "many.parquet"
         pq.write_table(table, source)
 
         with pytest.raises(DataProcessingError) as raised:
-            _govern(tmp_path, source, output, partition_by=["DOSE_MG"], batch_rows=2048)
+            _govern(tmp_path, source, output, partition_by=["DOSE_MG"], batch_rows=rows)
 
         assert "ArrowInvalid" in str(raised.value)
         assert {path: (output / path).read_bytes() for path in _paths(output)} == before

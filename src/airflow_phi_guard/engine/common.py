@@ -34,6 +34,7 @@ from airflow_phi_guard.deid.verdict import (
     safe_harbor_verdict,
 )
 from airflow_phi_guard.deid.zip3 import vintage_record
+from airflow_phi_guard.engine.paths import check_output_apart
 from airflow_phi_guard.engine.plan import ColumnPlan, Plan, Refusal
 from airflow_phi_guard.engine.source import remove_dataset, replace_dataset
 from airflow_phi_guard.exceptions import (
@@ -874,9 +875,13 @@ def preflight(
     keys: Keys,
     store: MappingStore | None,
     recipients: RecipientRegistry | None,
+    *,
+    inputs: Sequence[Path] = (),
+    output: Path | None = None,
 ) -> tuple[ConsentAdmission | None, list[Refusal], Deidentified]:
-    """Every check a run makes before it reads a row: the plan's refusals, the de-identification records,
-    the consent registry, the keys, the recipient and the surrogate mapping.
+    """Every check a run makes before it reads a row: the output apart from the inputs, the plan's
+    refusals, the de-identification records, the consent registry, the keys, the recipient and the
+    surrogate mapping.
 
     :param plan: the plan of the run.
     :param consent: the consent registry, as :func:`~airflow_phi_guard.engine.executor.govern` takes it.
@@ -884,9 +889,15 @@ def preflight(
     :param keys: the run's keys.
     :param store: the surrogate mapping, or None.
     :param recipients: the recipient registry, or None.
+    :param inputs: the paths the run reads (:func:`~airflow_phi_guard.engine.source.source_inputs`).
+    :param output: the governed set's path; with ``inputs``, checked apart from them.
     :returns: the admission (None when the registry was refused), the refusals so far, and what the run
         holds of its de-identification (the surrogate codes opened when nothing was refused).
+    :raises OutputPathError: the output is, lies inside or holds an input; raised rather than returned,
+        so that no refusal withdraws (deletes) the output, which is the source.
     """
+    if output is not None:
+        check_output_apart(inputs, output)
     policy = plan.policy
     refusals = list(plan.refusals)
     refusals.extend(

@@ -37,18 +37,22 @@ from airflow_phi_guard.engine.common import (
     scan_column,
     withdraw,
 )
+from airflow_phi_guard.engine.paths import DEFAULT_PARTITION_K_MIN, PartitionSubjects, staging_guard
 from airflow_phi_guard.engine.plan import Plan, Refusal, make_plan
 from airflow_phi_guard.engine.source import (
     Source,
     open_source,
     partition_refusals,
     remove_tree,
+    source_inputs,
     source_location,
     write_partitioned,
 )
 from airflow_phi_guard.exceptions import (
     InvalidValuesError,
+    PartitionNotPermittedError,
     PolicyViolationError,
+    ReidentificationRiskError,
     SurrogateMappingError,
 )
 from airflow_phi_guard.phi.known import KnownValues
@@ -202,8 +206,11 @@ def _govern(
     partition_by: tuple[str, ...] = (),
 ) -> GovernanceResult:
     dataset = open_source(source)
+    inputs = source_inputs(source)
     plan = make_plan(policy, dataset.schema)
-    admission, refusals, deidentified = preflight(plan, consent, as_of, keys, store, recipients)
+    admission, refusals, deidentified = preflight(
+        plan, consent, as_of, keys, store, recipients, inputs=inputs, output=output_path
+    )
     refusals.extend(partition_refusals(plan, partition_by))
     report = report_builder(policy, plan, source_path, consent, as_of, keys, deidentified, refusals)
 
@@ -217,61 +224,82 @@ def _govern(
     treat = column_treatments(plan, as_of, keys, deidentified.codes)
     thresholds = policy.deidentification.risk_thresholds
     accumulator = RiskAccumulator(thresholds) if thresholds is not None else None
+    # Folder names are seen by whoever lists the folder: each must stand for at least k_min people.
+    folders = (
+        PartitionSubjects(
+            partition_by,
+            thresholds.quasi_identifiers if thresholds is not None else (),
+            thresholds.k_min if thresholds is not None else DEFAULT_PARTITION_K_MIN,
+        )
+        if partition_by
+        else None
+    )
     temporary = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
     partitions = temporary.with_name(f"{temporary.name}.partitions")
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        schema = output_schema(plan)
-        with pq.ParquetWriter(temporary, schema) as writer:
-            batches = dataset.to_batches(
-                columns=plan.read_columns,
-                batch_size=batch_rows,
-                # Arrow's threaded scan reads ahead of a pass slower than the read without a bound (its
-                # readahead limits do not hold it back): 1 GB and more after a few files. Read in this
-                # thread, a batch at a time, the memory stays bounded by the batch size.
-                use_threads=False,
-            )
-            # Known shortcoming: batches are governed one at a time in this thread, so the pass uses one
-            # core where a bare pyarrow read and write uses all: at 1 to 30 million rows it takes 2.4 to
-            # 3 times as long (benchmarks/scale.py). Governing two batches at once on a thread pool (Arrow's
-            # kernels release the GIL), writing them in order, would close much of the gap. The peak memory
-            # (0.8 to 1.2 GB there) is mostly mimalloc's retained pages beside 250 to 470 MB of live Arrow
-            # buffers; jemalloc (ARROW_DEFAULT_MEMORY_POOL) held a 10 million row run to 728 MB.
-            for batch in batches:
-                governed = _govern_batch(batch, plan, schema, admission, treat, tally)
-                # Once the run is sure to be refused, scanning goes on for complete counts, but no more
-                # data is written, not even to the hidden temporary file.
-                if governed is not None and not tally.refused:
-                    writer.write_batch(governed)
-                    if accumulator is not None:
-                        measure_batch(accumulator, governed, tally)
-        refusals.extend(refusals_from(tally))
-        if not refusals and accumulator is not None:
-            refusals.extend(risk_gate(accumulator, temporary, batch_rows, tally, deidentified))
-        if not refusals and recipients is not None:
-            # the output's Safe Harbor verdict decides whether the recipient needs an agreement
-            candidate = report(Verdict.PUBLISHED, tally, output_path)
-            refusals.extend(recipient_refusals(policy, candidate, recipients, as_of))
-        if not refusals:
-            refusals.extend(commit_surrogates(deidentified))
-        if refusals:
-            withdraw(output_path)
-            log.info(
-                "policy %s refused the data after %d row(s): %d refusal(s)",
-                policy.name,
-                tally.read,
-                len(refusals),
-            )
-            return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
-        if partition_by:
-            # Values name folders only once every check passed, so a refused run never wrote one; the
-            # second pass over the output is the price of that (and keeps the risk gate's suppression,
-            # which rewrites one file, as it is).
-            write_partitioned(temporary, partitions, partition_by, batch_rows=batch_rows)
-        manifest = publish(partitions if partition_by else temporary, output_path, tally, keys.manifest)
-    finally:
-        temporary.unlink(missing_ok=True)
-        remove_tree(partitions)
+    with staging_guard(output_path, inputs):
+        try:
+            schema = output_schema(plan)
+            with pq.ParquetWriter(temporary, schema) as writer:
+                batches = dataset.to_batches(
+                    columns=plan.read_columns,
+                    batch_size=batch_rows,
+                    # Arrow's threaded scan reads ahead of a pass slower than the read without a bound (its
+                    # readahead limits do not hold it back): 1 GB and more after a few files. Read in this
+                    # thread, a batch at a time, the memory stays bounded by the batch size.
+                    use_threads=False,
+                )
+                # Known shortcoming: batches are governed one at a time in this thread, so the pass uses one
+                # core where a bare pyarrow read and write uses all: at 1 to 30 million rows it takes 2.4 to 3
+                # times as long (benchmarks/scale.py). Governing two batches at once on a thread pool (Arrow's
+                # kernels release the GIL), writing them in order, would close much of the gap. The peak
+                # memory (0.8 to 1.2 GB there) is mostly mimalloc's retained pages beside 250 to 470 MB of
+                # live Arrow buffers; jemalloc (ARROW_DEFAULT_MEMORY_POOL) held a 10 million row run to 728
+                # MB.
+                for batch in batches:
+                    governed = _govern_batch(batch, plan, schema, admission, treat, tally, folders)
+                    # Once the run is sure to be refused, scanning goes on for complete counts, but no more
+                    # data is written, not even to the hidden temporary file.
+                    if governed is not None and not tally.refused:
+                        writer.write_batch(governed)
+                        if accumulator is not None:
+                            measure_batch(accumulator, governed, tally)
+            refusals.extend(refusals_from(tally))
+            if not refusals and accumulator is not None:
+                refusals.extend(risk_gate(accumulator, temporary, batch_rows, tally, deidentified))
+            if not refusals and accumulator is not None and tally.admitted == tally.suppressed:
+                refusals.append(_no_rows_refusal(thresholds.k_min))
+            if not refusals and folders is not None:
+                small = (
+                    accumulator.classes_below_k() if accumulator is not None and tally.suppressed else None
+                )
+                problem = folders.problem(small)
+                if problem is not None:
+                    refusals.append(_small_folders_refusal(problem))
+            if not refusals and recipients is not None:
+                # the output's Safe Harbor verdict decides whether the recipient needs an agreement
+                candidate = report(Verdict.PUBLISHED, tally, output_path)
+                refusals.extend(recipient_refusals(policy, candidate, recipients, as_of))
+            if not refusals:
+                refusals.extend(commit_surrogates(deidentified))
+            if refusals:
+                withdraw(output_path)
+                log.info(
+                    "policy %s refused the data after %d row(s): %d refusal(s)",
+                    policy.name,
+                    tally.read,
+                    len(refusals),
+                )
+                return GovernanceResult(report(Verdict.REFUSED, tally, None), plan, tuple(refusals))
+            if partition_by:
+                # Values name folders only once every check passed, so a refused run never wrote one; the
+                # second pass over the output is the price of that (and keeps the risk gate's suppression,
+                # which rewrites one file, as it is).
+                write_partitioned(temporary, partitions, partition_by, batch_rows=batch_rows)
+            manifest = publish(partitions if partition_by else temporary, output_path, tally, keys.manifest)
+        finally:
+            temporary.unlink(missing_ok=True)
+            remove_tree(partitions)
 
     log.info(
         "policy %s (%s) published %d of %d row(s), %d column(s)",
@@ -284,6 +312,21 @@ def _govern(
     return GovernanceResult(report(Verdict.PUBLISHED, tally, output_path, manifest), plan)
 
 
+def _no_rows_refusal(k_min: int) -> Refusal:
+    return Refusal(
+        ReidentificationRiskError,
+        f"re-identification risk: no row remains to publish, so k cannot be shown to reach k_min {k_min}; "
+        "nothing was published: check the consent registry, the as-of date and the input",
+    )
+
+
+def _small_folders_refusal(problem: str) -> Refusal:
+    return Refusal(
+        PartitionNotPermittedError,
+        f"{problem}; nothing was published: partition by a coarser column, or publish unpartitioned",
+    )
+
+
 def _govern_batch(
     batch: pa.RecordBatch,
     plan: Plan,
@@ -291,6 +334,7 @@ def _govern_batch(
     admission: ConsentAdmission,
     treat: dict[str, ColumnTreatment],
     tally: Tally,
+    folders: PartitionSubjects | None = None,
 ) -> pa.RecordBatch | None:
     tally.read += batch.num_rows
     # Known values come from every row read, excluded ones too: a name is PHI in any note it appears in.
@@ -318,4 +362,7 @@ def _govern_batch(
             return None
     if tally.invalid or tally.failures:
         return None
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    governed = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    if folders is not None and not tally.refused:
+        folders.add(governed, batch.column(plan.policy.subject))
+    return governed

@@ -19,8 +19,14 @@ import pyarrow.dataset as pa_dataset
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 
+from airflow_phi_guard.engine.paths import folder_name_problem
 from airflow_phi_guard.engine.plan import ColumnPlan, Plan, Refusal
-from airflow_phi_guard.exceptions import PartitionNotPermittedError, SourceDatasetError, name_some
+from airflow_phi_guard.exceptions import (
+    DataProcessingError,
+    PartitionNotPermittedError,
+    SourceDatasetError,
+    name_some,
+)
 from airflow_phi_guard.policy.models import Treatment
 
 log = logging.getLogger(__name__)
@@ -65,14 +71,37 @@ def open_source(source: Source) -> pa_dataset.Dataset:
     A partitioned governed set whose run published no row holds only :data:`PARTITION_SCHEMA_FILE`; it
     opens as a dataset without files, of the recorded schema.
 
+    A hive key that is also a column of the files is refused: the folder's value would silently replace
+    the file's own values (a subject id among them), so consent would be judged on the folder name.
+
     :raises FileNotFoundError: a path that does not exist, a pattern that matches nothing, or a folder
-        without data files and without a recorded schema.
-    :raises SourceDatasetError: CSV and Parquet files mixed in one source.
-    :raises pyarrow.ArrowException: a file that cannot be read, or schemas that cannot be unified.
+        without data files and without a recorded schema; or a data file that vanished or cannot be
+        opened (named by the source's root and a count, never by a path below a partition folder).
+    :raises SourceDatasetError: CSV and Parquet files mixed in one source, a file given twice, or a
+        partition key that is also a column of the files.
+    :raises DataProcessingError: a file that cannot be read, or schemas that cannot be unified.
     """
     # Known shortcoming: local paths only. The executor resolves its source as a local path, so an fsspec
     # URL (s3://...) is not opened here; passing pyarrow a filesystem from fsspec would add it.
     files, base = _source_files(source)
+    root = base if base is not None else _common_folder(files)
+    try:
+        return _open(source, files, base)
+    except (SourceDatasetError, DataProcessingError):
+        raise
+    except FileNotFoundError:
+        # pyarrow's message quotes the file's path, whose partition folders hold values
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"a data file of the source ({len(files)} file(s)) vanished or cannot be opened",
+            str(root),
+        ) from None
+    except (OSError, pa.ArrowException) as error:
+        retryable = isinstance(error, pa.ArrowIOError) or type(error) is OSError
+        raise DataProcessingError(str(root), type(error).__name__, retryable=retryable) from None
+
+
+def _open(source: Source, files: list[Path], base: Path | None) -> pa_dataset.Dataset:
     if not files and base is not None:
         # a governed set that published no row: partition folders exist only for rows, so the recorded
         # schema is all that was written, and it is read as an empty set of that schema
@@ -88,25 +117,33 @@ def open_source(source: Source) -> pa_dataset.Dataset:
     )
     filesystem = pa_fs.LocalFileSystem()
     paths = [str(file) for file in files]
+    # The files' own schema, without the partition keys, so that a key that is also a file column is seen.
+    unpartitioned = pa_dataset.FileSystemFactoryOptions(exclude_invalid_files=False)
     if not csv:
-        factory = pa_dataset.FileSystemDatasetFactory(
-            filesystem, paths, pa_dataset.ParquetFileFormat(), options
+        parquet = pa_dataset.ParquetFileFormat()
+        schema = pa_dataset.FileSystemDatasetFactory(filesystem, paths, parquet, unpartitioned).inspect(
+            fragments=None
         )
-        return factory.finish(_in_recorded_order(factory.inspect(fragments=None), base))
+        if partitioning is not None:
+            _refuse_colliding_keys(schema, partitioning, base)
+            schema = pa.unify_schemas([schema, partitioning.schema])
+        factory = pa_dataset.FileSystemDatasetFactory(filesystem, paths, parquet, options)
+        return factory.finish(_in_recorded_order(schema, base))
 
     read_options = pa_csv.ReadOptions(block_size=CSV_INFERENCE_BLOCK_BYTES)
     inferring = pa_dataset.CsvFileFormat(read_options=read_options)
-    inferred = pa_dataset.FileSystemDatasetFactory(filesystem, paths, inferring, options).inspect(
+    inferred = pa_dataset.FileSystemDatasetFactory(filesystem, paths, inferring, unpartitioned).inspect(
         # one file says an empty column is null and the next that it is a number: that is a number
         promote_options="permissive",
         fragments=None,
     )
+    if partitioning is not None:
+        _refuse_colliding_keys(inferred, partitioning, base)
     column_types = {
         field.name: (
             pa.string() if pa.types.is_timestamp(field.type) or pa.types.is_null(field.type) else field.type
         )
         for field in inferred
-        if partitioning is None or field.name not in partitioning.schema.names
     }
     # Every file is read with the types inferred over all of them, so that no file is converted otherwise.
     convert_options = pa_csv.ConvertOptions(column_types=column_types, strings_can_be_null=True)
@@ -239,6 +276,31 @@ def remove_tree(folder: Path) -> None:
         shutil.rmtree(folder, onerror=failed)
 
 
+def source_inputs(source: Source) -> list[Path]:
+    """The paths a run reads: the folder of a folder source, else its files, resolved.
+
+    :param source: as for :func:`open_source`.
+    :raises FileNotFoundError: as for :func:`open_source`.
+    """
+    files, base = _source_files(source)
+    return [base] if base is not None else files
+
+
+def _refuse_colliding_keys(schema: pa.Schema, partitioning: pa_dataset.HivePartitioning, base: Path) -> None:
+    colliding = [name for name in partitioning.schema.names if name in schema.names]
+    if colliding:
+        raise SourceDatasetError(
+            str(base),
+            f"has {len(colliding)} partition key(s) that are also columns of its files: "
+            f"{name_some(colliding)}; the folder names would replace the files' values, so nothing is "
+            "read: rename the partition folders or drop the column from the files",
+        )
+
+
+def _common_folder(files: Sequence[Path]) -> Path:
+    return Path(os.path.commonpath([str(file.parent) for file in files])) if files else Path(".")
+
+
 def _is_governed_folder(folder: Path) -> bool:
     """Whether a folder looks as :func:`write_partitioned` left it: the schema file, hive folders and
     Parquet files, and nothing else."""
@@ -272,6 +334,17 @@ def partition_refusals(plan: Plan, partition_by: Sequence[str]) -> list[Refusal]
     """
     if not partition_by:
         return []
+    unsafe = {name: problem for name in partition_by if (problem := folder_name_problem(name)) is not None}
+    if unsafe:
+        # a name such as ../../x would write outside the output; say so without going further
+        return [
+            Refusal(
+                PartitionNotPermittedError,
+                f"{len(unsafe)} partition column name(s) cannot name a folder ("
+                + "; ".join(f"{name!r}: {problem}" for name, problem in list(unsafe.items())[:10])
+                + "); partition by columns whose names are plain folder names",
+            )
+        ]
     by_output = {column.output: column for column in plan.published}
     unknown = [name for name in partition_by if name not in by_output]
     problems = {name: _partition_problem(plan, by_output[name]) for name in partition_by if name in by_output}
@@ -338,27 +411,59 @@ def _source_files(source: Source) -> tuple[list[Path], Path | None]:
         files = [Path(item).resolve() for item in source]
         if not files:
             raise FileNotFoundError(errno.ENOENT, "an empty list of files", "[]")
-        for file in files:
-            if not file.is_file():
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(file))
-        return files, None
+        missing = [file for file in files if not file.is_file()]
+        if missing:
+            # a listed file's path can run through partition folders, whose names hold values
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"{len(missing)} of {len(files)} listed file(s) are missing",
+                str(_common_folder(files)),
+            )
+        return _once(files, "the list of files"), None
     if _is_pattern(source):
         matches = sorted(Path(match).resolve() for match in glob.glob(os.fspath(source), recursive=True))
         files = [match for match in matches if match.is_file()]
         if not files:
             raise FileNotFoundError(errno.ENOENT, "no file matches the pattern", os.fspath(source))
-        return files, None
+        return _once(files, os.fspath(source)), None
     location = Path(source).resolve()
     if location.is_file():
         return [location], None
     if not location.is_dir():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(location))
-    files = sorted(_data_files(location))
+    files = _once(sorted(_data_files(location)), str(location))
     if not files and (location / PARTITION_SCHEMA_FILE).is_file():
         return [], location
     if not files:
         raise FileNotFoundError(errno.ENOENT, "a folder without data files", str(location))
     return files, location
+
+
+def _once(files: list[Path], where: str) -> list[Path]:
+    """Refuse a source that names one file twice (a link, a second path to it): its rows would be counted
+    twice, and a class or a partition folder would seem to hold more people than it does."""
+    seen: set[tuple[int, int]] = set()
+    repeated = 0
+    for file in files:
+        try:
+            status = os.stat(file)
+        except FileNotFoundError:
+            # a dangling link; its path can run through partition folders, whose names hold values
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"a data file of the source ({len(files)} file(s)) vanished or cannot be opened",
+                where,
+            ) from None
+        identity = (status.st_dev, status.st_ino)
+        repeated += identity in seen
+        seen.add(identity)
+    if repeated:
+        raise SourceDatasetError(
+            where,
+            f"names {repeated} file(s) more than once (after resolving links); each file may be read once, "
+            "or its rows would be counted twice",
+        )
+    return files
 
 
 def _data_files(folder: Path) -> Iterable[Path]:

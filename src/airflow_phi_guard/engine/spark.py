@@ -309,7 +309,9 @@ def _govern(
     # Every pass reads the source again; what they read must be what the plan was made from.
     fingerprint = _fingerprint(source_path)
     plan = make_plan(policy, open_source(source_path).schema)
-    admission, refusals, deidentified = preflight(plan, consent, as_of, keys, store, recipients)
+    admission, refusals, deidentified = preflight(
+        plan, consent, as_of, keys, store, recipients, inputs=[source_path], output=output_path
+    )
     refusals.extend(partition_refusals(plan, partition_by))
     report = report_builder(policy, plan, source_path, consent, as_of, keys, deidentified, refusals)
 
