@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -184,6 +185,44 @@ class TestErrorsNameNoPartitionValue:
 
         assert SSN not in str(raised.value) and "123-45-6789" not in str(raised.value)
         assert str(source) in str(raised.value)
+
+    def test_a_file_gone_mid_read_is_a_retryable_error_that_names_the_source_root(
+        self, tmp_path: Path, monkeypatch, caplog
+    ):
+        from airflow_phi_guard.engine import executor
+
+        source = self._hive(tmp_path)
+        part = source / f"SSN={SSN}" / "part.parquet"
+        pq.write_table(_table(20), part)
+        planned = executor.make_plan
+
+        def plan_then_break_the_link(*arguments):
+            # the source is open and its files listed: the file becomes a dangling link before it is read
+            part.unlink()
+            part.symlink_to(tmp_path / "gone.parquet")
+            return planned(*arguments)
+
+        monkeypatch.setattr(executor, "make_plan", plan_then_break_the_link)
+        caplog.set_level(logging.DEBUG)
+
+        # SSN, the partition key of the source, is declared: the run reaches the rows
+        policy = _policy(extra="  SSN: {treatment: drop, justification: 'not needed'}\n")
+
+        with pytest.raises(DataProcessingError) as raised:
+            _govern(tmp_path, source, tmp_path / "governed.parquet", policy)
+
+        error = raised.value
+        assert error.retryable
+        assert error.source == str(source)
+        assert error.cause in {"FileNotFoundError", "OSError"}
+        chain, link = [], error
+        while link is not None:
+            chain.append(link)
+            link = link.__cause__ or link.__context__
+        texts = [str(link) for link in chain] + [repr(link.args) for link in chain]
+        texts += [str(getattr(link, "filename", "")) for link in chain]
+        texts += [record.getMessage() for record in caplog.records]
+        assert not [text for text in texts if SSN in text]
 
     def test_a_corrupt_file_is_named_by_the_source_root(self, tmp_path: Path):
         source = self._hive(tmp_path)

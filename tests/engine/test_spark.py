@@ -642,16 +642,18 @@ class TestPartitionedOutput:
         assert first.report.published, first.refusals
         before = {path: path.read_bytes() for path in output.rglob("*") if path.is_file()}
         # 3000 distinct doses: more partitions than pyarrow writes from one batch (1024) in any task of
-        # two, a real fault that comes only after every check passed
+        # two, a real fault that comes only after every check passed; each dose is given to all 11
+        # consented people, so that every folder holds the 11 people it needs
+        rows = 3000 * 11
         many = pa.table(
             {
-                "PATIENT": pa.array([SUBJECTS[i % 11] for i in range(3000)]),
-                "BAND": pa.array(["a"] * 3000),
-                "SEX": pa.array(["F"] * 3000),
-                "SCORE": pa.array([1.0] * 3000),
-                "DX": pa.array(["x"] * 3000),
-                "DX2": pa.array(["p"] * 3000),
-                "DOSE": pa.array(range(3000), pa.int64()),
+                "PATIENT": pa.array([SUBJECTS[i % 11] for i in range(rows)]),
+                "BAND": pa.array(["a"] * rows),
+                "SEX": pa.array(["F"] * rows),
+                "SCORE": pa.array([1.0] * rows),
+                "DX": pa.array(["x"] * rows),
+                "DX2": pa.array(["p"] * rows),
+                "DOSE": pa.array([i // 11 for i in range(rows)], pa.int64()),
             }
         )
         pq.write_table(many, tmp_path / "many.parquet")
@@ -661,6 +663,121 @@ class TestPartitionedOutput:
 
         assert {path: path.read_bytes() for path in output.rglob("*") if path.is_file()} == before
         assert [path.name for path in output.parent.iterdir()] == ["governed"]
+
+
+class TestPartitionFoldersAndEmptySets:
+    """The Arrow executor's refusals of folders of fewer than k_min people (11 without a risk gate) and of
+    a risk-gated run left with no row, given alike by Spark."""
+
+    def test_folders_of_too_few_people_without_a_risk_gate(self, tmp_path: Path, spark):
+        # DOSE differs on every row: each folder would name one person, and 11 are needed
+        source = _risk_source(tmp_path / "source.parquet", singleton=True)
+        arrow, on_spark = _refused_pair(
+            tmp_path, spark, RISK_POLICY.format(risk=""), source, partition_by=["DOSE"]
+        )
+        _assert_refused_alike(arrow, on_spark, PartitionNotPermittedError)
+        assert "12 of 12 partition folder(s)" in on_spark.refusals[0].message
+        assert "fewer than 11 distinct subjects" in on_spark.refusals[0].message
+
+    @staticmethod
+    def _dosed(path: Path, doses: list[int]) -> Path:
+        """The risk cases with the singleton, DOSE set per row (the last row is the revoked one's)."""
+        source = _risk_source(path, singleton=True)
+        table = pq.read_table(source)
+        pq.write_table(table.set_column(6, "DOSE", pa.array(doses, pa.int64())), source)
+        return source
+
+    def test_folders_of_too_few_people_after_suppression(self, tmp_path: Path, spark):
+        # k_min 3 over (BAND, SEX) suppresses rows 6 and 7 (missing, M) and 11 (c, M), all of DOSE 3: that
+        # folder goes; DOSE 1 keeps 7 people and DOSE 2 two (rows 9 and 10), too few
+        source = self._dosed(tmp_path / "source.parquet", [1, 1, 1, 1, 1, 1, 3, 3, 1, 2, 2, 3, 2])
+        risk = _risk_block("BAND, SEX", 3, "suppress", None)
+        arrow, on_spark = _refused_pair(
+            tmp_path, spark, RISK_POLICY.format(risk=risk), source, partition_by=["DOSE"]
+        )
+        _assert_refused_alike(arrow, on_spark, PartitionNotPermittedError)
+        assert "1 of 2 partition folder(s)" in on_spark.refusals[0].message
+        assert "fewer than 3 distinct subjects" in on_spark.refusals[0].message
+        assert on_spark.report.rows.suppressed == 3
+
+    def test_folders_of_enough_people_are_published_alike(self, tmp_path: Path, spark):
+        # after suppression DOSE 1 holds 6 people (rows 0 to 5) and DOSE 2 three (rows 8 to 10)
+        source = self._dosed(tmp_path / "source.parquet", [1, 1, 1, 1, 1, 1, 3, 3, 2, 2, 2, 3, 2])
+        risk = _risk_block("BAND, SEX", 3, "suppress", None)
+        policy = parse_policy(RISK_POLICY.format(risk=risk))
+        arrow, on_spark = _both(
+            tmp_path,
+            spark,
+            policy,
+            source,
+            consent=_consent(tmp_path),
+            as_of=AS_OF,
+            pseudonym_key=PSEUDONYM_KEY,
+            partition_by=["DOSE"],
+        )
+        assert arrow.report.published and on_spark.report.published, on_spark.refusals
+        assert _report(on_spark) == _report(arrow)
+        assert_same_output(arrow, on_spark)
+        assert sorted(path.name for path in Path(on_spark.report.output).iterdir()) == [
+            "DOSE=1",
+            "DOSE=2",
+            "_common_metadata",
+        ]
+
+    def test_no_row_left_under_a_risk_gate(self, tmp_path: Path, spark):
+        revoked = tmp_path / "revoked.csv"
+        # every subject revoked consent before the as-of date
+        revoked.write_text(
+            "subject_id,basis,purposes,granted_at,expires_at,revoked_at,reference\n"
+            + "".join(
+                f"{subject},research-authorization,model-training,2020-01-01,,2021-01-01,AUTH-{i}\n"
+                for i, subject in enumerate(SUBJECTS)
+            )
+        )
+        source = _risk_source(tmp_path / "source.parquet", singleton=True)
+        risk = _risk_block("BAND, SEX", 2, "refuse", None)
+        arrow, on_spark = _refused_pair(
+            tmp_path, spark, RISK_POLICY.format(risk=risk), source, consent=revoked
+        )
+        _assert_refused_alike(arrow, on_spark, ReidentificationRiskError)
+        assert on_spark.report.rows.admitted == 0
+        assert "no row remains to publish" in on_spark.refusals[0].message
+
+
+class TestStagingLock:
+    def test_a_spark_run_removes_stale_staging_and_holds_the_arrow_cleanup_off(
+        self, tmp_path: Path, spark, monkeypatch
+    ):
+        import uuid
+
+        source = _risk_source(tmp_path / "source.parquet", singleton=False)
+        policy = parse_policy(RISK_POLICY.format(risk=""))
+        options = {"consent": _consent(tmp_path), "as_of": AS_OF, "pseudonym_key": PSEUDONYM_KEY}
+        out = tmp_path / "out"
+        out.mkdir()
+        ours = out / f".governed.{uuid.uuid4().hex}.tmp"
+        (ours / "part-0.parquet").parent.mkdir()
+        (ours / "part-0.parquet").write_bytes(b"rows of a killed run")
+        theirs = out / f".other.parquet.{uuid.uuid4().hex}.tmp"
+        theirs.write_bytes(b"rows of a killed run, or of a live one")
+        seen_during_spark = []
+        write_parts = spark_engine._write_parts
+
+        def write_while_an_arrow_run_starts(*arguments):
+            # the Arrow run at a sibling output finds the folder in use, so it may remove no staging
+            assert govern(policy, source, out / "other.parquet", **options).report.published
+            seen_during_spark.append(theirs.exists())
+            return write_parts(*arguments)
+
+        monkeypatch.setattr(spark_engine, "_write_parts", write_while_an_arrow_run_starts)
+        result = govern_spark(policy, source, out / "governed", spark=spark, **options)
+
+        assert result.report.published, result.refusals
+        assert not ours.exists()
+        assert seen_during_spark == [True]
+        # once the folder is free, the next run removes the other output's stale staging
+        assert govern(policy, source, out / "other.parquet", **options).report.published
+        assert sorted(path.name for path in out.iterdir()) == ["governed", "other.parquet"]
 
 
 class TestSameRefusals:

@@ -149,6 +149,35 @@ def test_gate_rule_table(data, destination, run_date, allowed, sections):
     assert bool(decision.refusals) is not allowed
 
 
+@pytest.mark.parametrize(
+    ("destination", "allowed"),
+    [
+        # a literal '..' is refused, and so is every spelling a server may decode to it
+        ("s3://baa-vendor/inbound/../x", False),
+        ("s3://baa-vendor/inbound/%2e%2e/x", False),
+        ("s3://baa-vendor/inbound/%2E%2E/x", False),
+        ("s3://baa-vendor/inbound/.%2e/x", False),
+        ("s3://baa-vendor/inbound/%2e./x", False),
+        ("s3://baa-vendor/inbound/%2e/x", False),
+        # an encoded '/' makes one segment two once decoded
+        ("s3://baa-vendor/inbound/a%2f..%2fb", False),
+        ("s3://baa-vendor/inbound/a%2Fb", False),
+        # dots that decode to neither '.' nor '..' are plain names
+        ("s3://baa-vendor/inbound/...", True),
+        ("s3://baa-vendor/inbound/%2e%2e%2e/x", True),
+        ("s3://baa-vendor/inbound/.hidden/x", True),
+        ("s3://baa-vendor/inbound/a%20b/x", True),
+        # decoded once: '%252e%252e' is the literal name '%2e%2e', not a dot segment
+        ("s3://baa-vendor/inbound/%252e%252e/x", True),
+    ],
+)
+def test_percent_encoded_dot_segments_and_slashes_are_refused(destination: str, allowed: bool):
+    decision = decide(release("not-met"), destination, REGISTRY, RUN)
+
+    assert decision.allowed is allowed, decision.refusals
+    assert bool(decision.refusals) is not allowed
+
+
 def test_a_refusal_names_recipient_agreement_and_rule():
     decision = decide(release("not-met"), "s3://baa-vendor/inbound/a", REGISTRY, date(2027, 1, 5))
 

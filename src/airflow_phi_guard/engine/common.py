@@ -714,17 +714,32 @@ def record_in_trail(
 def arrow_errors(source: Path) -> Iterator[None]:
     """Turn a pyarrow error into a :class:`~airflow_phi_guard.exceptions.DataProcessingError` that names
     ``source`` and the error class only (pyarrow's messages can quote the value that failed); I/O errors
-    stay retryable, a missing file propagates as it is.
+    stay retryable. An ``OSError`` raised mid-read (a file gone, a dangling link) names a path that can run
+    through ``KEY=value`` partition folders, so it is turned into a retryable one too; only a missing file
+    that the source's opening already named by the source itself propagates as it is.
 
     :param source: the source dataset of the run.
     """
     try:
         yield
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as error:
+        if error.filename is not None and os.fspath(error.filename) == str(source):
+            raise
+        _forget_paths(error)
+        raise DataProcessingError(str(source), type(error).__name__, retryable=True) from None
+    except OSError as error:
+        _forget_paths(error)
+        raise DataProcessingError(str(source), type(error).__name__, retryable=True) from None
     except pa.ArrowException as error:
         retryable = isinstance(error, pa.ArrowIOError)
         raise DataProcessingError(str(source), type(error).__name__, retryable=retryable) from None
+
+
+def _forget_paths(error: OSError) -> None:
+    """Clear the message and paths of ``error``: ``from None`` hides it from tracebacks, but it stays the
+    new error's ``__context__``, where a handler walking the chain would find its path."""
+    error.args = ()
+    error.strerror = error.filename = error.filename2 = None
 
 
 def build_report(

@@ -127,6 +127,22 @@ def _remove_stale_staging(output: Path, inputs: Sequence[Path]) -> None:
         )
 
 
+def small_folders_problem(small: int, folders: int, k_min: int) -> str | None:
+    """Why partition folders may not be published, or None when none holds fewer than ``k_min`` subjects;
+    the one text of both executors.
+
+    :param small: the folders holding fewer than ``k_min`` distinct subjects.
+    :param folders: all the folders the output would have.
+    :param k_min: the fewest distinct subjects a folder must hold.
+    """
+    if not small:
+        return None
+    return (
+        f"{small} of {folders} partition folder(s) would each hold fewer than "
+        f"{k_min} distinct subjects, so their names would single people out"
+    )
+
+
 class PartitionSubjects:
     """The distinct subjects behind each partition folder of an output, counted batch by batch.
 
@@ -177,12 +193,7 @@ class PartitionSubjects:
             held = held.filter(pc.invert(suppressed.mask(held)))
         counts = held.group_by(self.partition_by, use_threads=False).aggregate([(_SUBJECT, "count_distinct")])
         small = counts.filter(pc.less(counts.column(f"{_SUBJECT}_count_distinct"), self.k_min))
-        if not small.num_rows:
-            return None
-        return (
-            f"{small.num_rows} of {counts.num_rows} partition folder(s) would each hold fewer than "
-            f"{self.k_min} distinct subjects, so their names would single people out"
-        )
+        return small_folders_problem(small.num_rows, counts.num_rows, self.k_min)
 
     def _merge(self) -> None:
         if len(self._parts) > 1:

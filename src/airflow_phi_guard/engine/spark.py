@@ -49,7 +49,13 @@ from airflow_phi_guard.engine.common import (
     suppression_refusals,
     withdraw,
 )
-from airflow_phi_guard.engine.executor import DEFAULT_BATCH_ROWS, GovernanceResult
+from airflow_phi_guard.engine.executor import (
+    DEFAULT_BATCH_ROWS,
+    GovernanceResult,
+    _no_rows_refusal,
+    _small_folders_refusal,
+)
+from airflow_phi_guard.engine.paths import DEFAULT_PARTITION_K_MIN, small_folders_problem, staging_guard
 from airflow_phi_guard.engine.plan import ColumnPlan, Plan, Refusal, make_plan
 from airflow_phi_guard.engine.source import (
     PARTITION_SCHEMA_FILE,
@@ -197,7 +203,10 @@ def govern_spark(
     registry, scans kept text in its workers (which return counts only), measures k and l with a
     ``groupBy`` of the treated quasi-identifiers (suppressing small classes by an anti-join) and, only when
     nothing was refused, treats and writes the rows in its workers as Parquet parts into a hidden folder
-    beside ``output``, renamed into place at the end. No output row passes through the driver.
+    beside ``output``, renamed into place at the end. No output row passes through the driver. As the Arrow
+    executor does, it refuses partition folders of fewer than ``k_min`` distinct subjects (11 without risk
+    thresholds) and a risk-gated run left with no row, and it writes under the Arrow executor's lock of the
+    output's folder, removing a killed run's staging when no other run holds it.
 
     Unlike the Arrow executor, the governed set is always a folder of Parquet parts (with the schema file
     of a governed set, :data:`~airflow_phi_guard.engine.source.PARTITION_SCHEMA_FILE`), hive-partitioned
@@ -361,37 +370,57 @@ def _govern(
             # takes known values from those rows only, not from every row read as the first pass does.
             published = _without_small_classes(admitted, classes, plan, thresholds, as_of, keys, codes, where)
         expected = risk.rows
+        if risk.rows == 0:
+            # nothing left to publish: k cannot be shown to reach k_min, as the Arrow executor refuses it
+            refusals.append(_no_rows_refusal(thresholds.k_min))
+            return refused(tally, f"after {tally.read} row(s)")
+    if partition_by:
+        # Folder names are seen by whoever lists the folder: each must stand for at least k_min people.
+        # Known shortcoming: the count is one more pass over the source (treating the partition columns),
+        # before the write pass reads it again.
+        k_min = thresholds.k_min if thresholds is not None else DEFAULT_PARTITION_K_MIN
+        problem = _small_folders(published, plan, partition_by, k_min, as_of, keys, codes, where)
+        if problem is not None:
+            refusals.append(_small_folders_refusal(problem))
+            if deidentified.risk is not None and deidentified.risk.suppressed_rows:
+                tally.suppressed = deidentified.risk.suppressed_rows
+            return refused(tally, f"after {tally.read} row(s)")
 
     temporary = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        written = _write_parts(published, plan, as_of, keys, codes, temporary, partition_by, where)
-        # The write pass scanned and checked the rows it wrote: what it found refuses the run, whatever
-        # the earlier passes saw.
-        _add_counts(tally, written.counts)
-        refusals.extend(refusals_from(tally))
-        if refusals:
-            return refused(tally, f"after {tally.read} row(s), in the rows to be published")
-        if _fingerprint(source_path) != fingerprint:
-            raise _changed(source_path)
-        if published is rows and (written.read, written.admitted) != (tally.read, tally.admitted):
-            raise _changed(source_path)
-        if deidentified.risk is not None and deidentified.risk.suppressed_rows:
-            refusals.extend(suppression_refusals(deidentified.risk, tally.admitted - written.rows, tally))
-        elif written.rows != expected:
-            raise _changed(source_path)
-        if not refusals and recipients is not None:
-            candidate = report(Verdict.PUBLISHED, tally, output_path)
-            refusals.extend(recipient_refusals(policy, candidate, recipients, as_of))
-        if refusals:
-            return refused(tally, f"after {tally.read} row(s)")
-        _check_parts(temporary, written.files, source_path)
-        refusals.extend(commit_surrogates(deidentified))
-        if refusals:
-            return refused(tally, f"after {tally.read} row(s)")
-        manifest = publish(temporary, output_path, tally, keys.manifest)
-    finally:
-        remove_tree(temporary)
+    # The Arrow executor's lock of the output's folder: neither removes the other's live staging, and the
+    # first run to find the folder free removes what a killed run of either engine left. Known shortcoming:
+    # the driver takes it, so it holds only where the file system carries flock between the processes that
+    # share the folder; the workers write under the driver's lock.
+    with staging_guard(output_path, [source_path]):
+        try:
+            written = _write_parts(published, plan, as_of, keys, codes, temporary, partition_by, where)
+            # The write pass scanned and checked the rows it wrote: what it found refuses the run, whatever
+            # the earlier passes saw.
+            _add_counts(tally, written.counts)
+            refusals.extend(refusals_from(tally))
+            if refusals:
+                return refused(tally, f"after {tally.read} row(s), in the rows to be published")
+            if _fingerprint(source_path) != fingerprint:
+                raise _changed(source_path)
+            if published is rows and (written.read, written.admitted) != (tally.read, tally.admitted):
+                raise _changed(source_path)
+            if deidentified.risk is not None and deidentified.risk.suppressed_rows:
+                refusals.extend(suppression_refusals(deidentified.risk, tally.admitted - written.rows, tally))
+            elif written.rows != expected:
+                raise _changed(source_path)
+            if not refusals and recipients is not None:
+                candidate = report(Verdict.PUBLISHED, tally, output_path)
+                refusals.extend(recipient_refusals(policy, candidate, recipients, as_of))
+            if refusals:
+                return refused(tally, f"after {tally.read} row(s)")
+            _check_parts(temporary, written.files, source_path)
+            refusals.extend(commit_surrogates(deidentified))
+            if refusals:
+                return refused(tally, f"after {tally.read} row(s)")
+            manifest = publish(temporary, output_path, tally, keys.manifest)
+        finally:
+            remove_tree(temporary)
 
     log.info(
         "policy %s (%s) published %d of %d row(s), %d column(s), on Spark",
@@ -887,6 +916,65 @@ def _without_small_classes(
     return keyed.join(small, on=matches, how="left_anti").drop(*quasi)
 
 
+def _small_folders(
+    published: DataFrame,
+    plan: Plan,
+    partition_by: tuple[str, ...],
+    k_min: int,
+    as_of: date,
+    keys: Keys,
+    codes: dict[str, _FrozenCodes],
+    where: str,
+) -> str | None:
+    """Why the partition folders of the rows to be written may not be published (folders of fewer than
+    ``k_min`` distinct subjects), or None: the treated partition values of each admitted row, computed in
+    the workers, grouped by Spark with a distinct count of the subject column, and counted in one more
+    aggregation, so that only two counts reach the driver.
+
+    :param published: the rows the write pass will write, after any suppression (admitted or not).
+    """
+    from pyspark.sql import functions
+    from pyspark.sql.types import BinaryType, BooleanType, LongType, StringType, StructField, StructType
+
+    spark_types = {pa.int64(): LongType(), pa.string(): StringType(), pa.binary(): BinaryType()}
+    spark_types[pa.bool_()] = BooleanType()
+    by_output = {column.output: column for column in plan.published}
+    columns = [by_output[name] for name in partition_by]
+    names = [_folder_key(i) for i in range(len(columns))]
+    output = output_schema(plan)
+    subject = plan.policy.subject
+    admitted = published.filter(functions.col(_ADMITTED))
+    schema = StructType(
+        [
+            *(
+                StructField(name, spark_types[_class_key_type(output.field(column.output).type)])
+                for name, column in zip(names, columns, strict=True)
+            ),
+            admitted.schema[subject],
+        ]
+    )
+
+    def folder_keys(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        treat = column_treatments(plan, as_of, keys, codes)  # type: ignore[arg-type]
+        for spark_batch in batches:
+            with _value_free_errors(where):
+                batch = _source_batch(spark_batch, plan)
+                arrays = [
+                    _class_key(treat[column.source](batch.column(column.source), batch)) for column in columns
+                ]
+                yield pa.RecordBatch.from_arrays(
+                    [*arrays, spark_batch.column(subject)], names=[*names, subject]
+                )
+
+    people = functions.count_distinct(functions.col(_quoted(subject))).alias(_SIZE)
+    folders = admitted.mapInArrow(folder_keys, schema).groupBy(*names).agg(people)
+    [row] = folders.agg(
+        functions.sum(functions.when(functions.col(_SIZE) < k_min, 1).otherwise(0)).alias("small"),
+        functions.count(functions.lit(1)).alias("folders"),
+    ).collect()
+    return small_folders_problem(row["small"] or 0, row["folders"] or 0, k_min)
+
+
 @dataclass(frozen=True)
 class _Written:
     """What the write pass returned: rows read, admitted and written, what its checks found in the rows it
@@ -1096,6 +1184,10 @@ def _value_free_errors(source: str) -> Iterator[None]:
 
 def _quasi_key(i: int) -> str:
     return f"__phi_guard_quasi_{i}"
+
+
+def _folder_key(i: int) -> str:
+    return f"__phi_guard_folder_{i}"
 
 
 def _sensitive_key(j: int) -> str:

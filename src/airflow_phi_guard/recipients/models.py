@@ -13,7 +13,7 @@ import datetime
 import posixpath
 from enum import StrEnum
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -132,14 +132,20 @@ class Destination(_Frozen):
         """Split a URI or a local path; the user and password of a URL are dropped, never kept.
 
         :param uri: ``s3://bucket/key``, ``https://host/path``, ``postgresql://host:5432/db``, or a path.
-        :raises ValueError: the URI has ``.`` or ``..`` segments, so where it points is not plain.
+        :raises ValueError: the URI has ``.`` or ``..`` segments, also percent-encoded (``%2e%2e``), or a
+            segment with an encoded ``/`` (``%2f``), so where it points is not plain.
         """
         uri = uri.strip()
         parts = urlsplit(uri) if "://" in uri else urlsplit("file://" + uri)
         host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
         segments = [segment for segment in parts.path.split("/") if segment]
-        if any(segment in (".", "..") for segment in segments):
+        # A server or a client library may decode the octets before it resolves the path, so each segment is
+        # judged as it decodes; the path is kept as given, so an encoded prefix covers only itself.
+        decoded = [unquote(segment) for segment in segments]
+        if any(segment in (".", "..") for segment in decoded):
             raise ValueError("a destination with '.' or '..' segments is ambiguous: give it resolved")
+        if any("/" in segment for segment in decoded):
+            raise ValueError("a destination with an encoded '/' in a segment is ambiguous: give it resolved")
         path = posixpath.join("/", *segments) if segments else "/"
         return cls(scheme=parts.scheme.lower(), host=host.lower(), path=path)
 
