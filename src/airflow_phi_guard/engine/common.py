@@ -715,24 +715,33 @@ def arrow_errors(source: Path) -> Iterator[None]:
     """Turn a pyarrow error into a :class:`~airflow_phi_guard.exceptions.DataProcessingError` that names
     ``source`` and the error class only (pyarrow's messages can quote the value that failed); I/O errors
     stay retryable. An ``OSError`` raised mid-read (a file gone, a dangling link) names a path that can run
-    through ``KEY=value`` partition folders, so it is turned into a retryable one too; only a missing file
-    that the source's opening already named by the source itself propagates as it is.
+    through ``KEY=value`` partition folders of the source, so one that names a path below the source is
+    turned into a retryable one too. A missing source, named by itself, and an error of the output side
+    (a rename that failed) propagate as they are.
 
     :param source: the source dataset of the run.
     """
     try:
         yield
-    except FileNotFoundError as error:
-        if error.filename is not None and os.fspath(error.filename) == str(source):
-            raise
-        _forget_paths(error)
-        raise DataProcessingError(str(source), type(error).__name__, retryable=True) from None
     except OSError as error:
+        # pyarrow's I/O errors are OSErrors too, and are always turned
+        if not isinstance(error, pa.ArrowException) and not _names_a_path_below(error, source):
+            raise
         _forget_paths(error)
         raise DataProcessingError(str(source), type(error).__name__, retryable=True) from None
     except pa.ArrowException as error:
         retryable = isinstance(error, pa.ArrowIOError)
         raise DataProcessingError(str(source), type(error).__name__, retryable=retryable) from None
+
+
+def _names_a_path_below(error: OSError, source: Path) -> bool:
+    """Whether ``error`` names a file below ``source``, in its file names or its message (pyarrow's I/O
+    errors carry the path in the message only)."""
+    root = str(source).rstrip(os.sep) + os.sep
+    named = [os.fspath(name) for name in (error.filename, error.filename2) if name is not None]
+    if any(str(name).startswith(root) for name in named):
+        return True
+    return root in str(error)
 
 
 def _forget_paths(error: OSError) -> None:
