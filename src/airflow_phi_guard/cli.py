@@ -999,18 +999,12 @@ class _CliLineage:
         )
 
     def _emit(self, event_type: str, build: Callable[[], RunLineage]) -> None:
-        """Build and emit one event; lineage never fails the command (emission itself never raises)."""
-        from airflow_phi_guard.lineage.emit import DEFAULT_JOB_NAMESPACE, emit_event
+        """Build and emit one event; lineage never fails the command."""
+        from airflow_phi_guard.lineage.emit import DEFAULT_JOB_NAMESPACE, emit_built
 
-        try:
-            lineage = build()
-        except Exception as error:
-            log.warning("could not build the OpenLineage %s event: %s", event_type, type(error).__name__)
-            log.debug("lineage failure details", exc_info=True)
-            return
-        emit_event(
+        emit_built(
             event_type,
-            lineage,
+            build,
             events_path=self.arguments.events,
             job_namespace=DEFAULT_JOB_NAMESPACE,
             job_name=self.job_name,

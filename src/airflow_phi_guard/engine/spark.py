@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pa_dataset
 import pyarrow.parquet as pq
 
+from airflow_phi_guard.arrow_types import is_text
 from airflow_phi_guard.consent.admission import ConsentAdmission
 from airflow_phi_guard.consent.sources import ConsentSource
 from airflow_phi_guard.deid.risk import (
@@ -706,11 +707,7 @@ def _class_key_type(data_type: pa.DataType) -> pa.DataType:
         data_type = data_type.value_type
     if pa.types.is_boolean(data_type):
         return pa.bool_()
-    if (
-        pa.types.is_string(data_type)
-        or pa.types.is_large_string(data_type)
-        or pa.types.is_string_view(data_type)
-    ):
+    if is_text(data_type):
         return pa.string()
     if (
         pa.types.is_binary(data_type)

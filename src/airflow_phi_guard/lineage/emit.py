@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,6 +93,36 @@ def emit_event(
         return False
     log.info("OpenLineage %s event of job %s run %s appended to %s", state.value, job_name, run_id, target)
     return True
+
+
+def emit_built(
+    event_type: RunState | str,
+    build: Callable[[], RunLineage],
+    *,
+    events_path: str | os.PathLike[str],
+    job_namespace: str,
+    job_name: str,
+    run_id: str,
+) -> bool:
+    """:func:`emit_event` of the lineage ``build`` returns; a build that fails is logged as a WARNING
+    naming the exception class (the traceback at DEBUG), like a failed write, and never raises.
+
+    :returns: whether the event was written.
+    """
+    try:
+        lineage = build()
+    except Exception as error:
+        log.warning("could not build the OpenLineage %s event: %s", event_type, type(error).__name__)
+        log.debug("lineage failure details", exc_info=True)
+        return False
+    return emit_event(
+        event_type,
+        lineage,
+        events_path=events_path,
+        job_namespace=job_namespace,
+        job_name=job_name,
+        run_id=run_id,
+    )
 
 
 def emit_run(

@@ -257,9 +257,9 @@ class PhiPolicyOperator(BaseOperator):
 
     def _trail(self) -> str | None:
         """The audit trail of the run: ``trail_path``, else ``[phi_guard] trail``, else none."""
-        from airflow.configuration import conf
+        from airflow_phi_guard.operators.recipients import configured_trail
 
-        return self.trail_path or conf.get("phi_guard", "trail", fallback="") or None
+        return configured_trail(self.trail_path)
 
     def _consent(self) -> ConsentSource | str | None:
         """The registry the task reads: the connection's database, or the file; never both, never a guess."""

@@ -33,6 +33,14 @@ def configured_registry_path() -> str | None:
     )
 
 
+def configured_trail(trail_path: str | None) -> str | None:
+    """The audit trail of a task: its own ``trail_path``, else ``[phi_guard] trail`` in the Airflow
+    configuration, else None."""
+    from airflow.configuration import conf
+
+    return trail_path or conf.get("phi_guard", "trail", fallback="") or None
+
+
 def resolve_recipient_registry(
     path: str | None, conn_id: str | None, table: str | None, *, configured: bool
 ) -> RecipientRegistry | None:
@@ -231,10 +239,8 @@ class RecipientGateOperator(BaseOperator):
         return registry
 
     def _trail(self) -> str | None:
-        """The audit trail of the decision: ``trail_path``, else ``[phi_guard] trail``, else none."""
-        from airflow.configuration import conf
-
-        return self.trail_path or conf.get("phi_guard", "trail", fallback="") or None
+        """The audit trail of the decision (:func:`configured_trail`)."""
+        return configured_trail(self.trail_path)
 
     def _append_to_trail(
         self, context: Context, decision: GateDecision, governed: str | None

@@ -390,20 +390,14 @@ class _InferenceLineage:
         """Emit one event; lineage never fails the batch."""
         if self.events is None:
             return
-        from airflow_phi_guard.lineage.emit import emit_event, new_run_id
+        from airflow_phi_guard.lineage.emit import emit_built, new_run_id
 
-        try:
-            self.run_id = self.run_id or new_run_id()
-            lineage = inference_lineage(
-                self.model, self.version, self.input, batch.output, self.model_uri, trail, record
-            )
-        except Exception as error:
-            log.warning("could not build the OpenLineage %s event: %s", event_type, type(error).__name__)
-            log.debug("lineage failure details", exc_info=True)
-            return
-        emit_event(
+        self.run_id = self.run_id or new_run_id()
+        emit_built(
             event_type,
-            lineage,
+            lambda: inference_lineage(
+                self.model, self.version, self.input, batch.output, self.model_uri, trail, record
+            ),
             events_path=self.events,
             job_namespace=INFERENCE_JOB_NAMESPACE,
             job_name=self.job_name,
